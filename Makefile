@@ -1,0 +1,38 @@
+# Slicestar — `make run` starts the app, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test lint format migrate bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required") if sys.version_info < (3, 11) else None'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the hash-pinned dependencies
+
+migrate: install ## bring the database (DATABASE_URL, default db/app.sqlite) to the newest schema
+	mkdir -p db
+	$(BIN)/alembic upgrade head
+
+run: migrate ## install, migrate and serve on http://127.0.0.1:8000
+	$(BIN)/litestar --app-dir src run --host $(HOST) --port $(PORT)
+
+test: install ## run the whole test suite (browser tests need Chromium: see README)
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -1,0 +1,110 @@
+"""Composition root: ``create_app()`` gathers every feature's routes, templates and listeners.
+
+Run with ``litestar --app-dir src run`` (the ``litestar`` CLI finds the ``create_app`` factory).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+
+from litestar import Litestar
+from litestar.config.response_cache import ResponseCacheConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.middleware import DefineMiddleware
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
+
+import features.core.auth as auth_feature
+import features.dashboard as dashboard_feature
+import features.sessions as sessions_feature
+import features.tasks as tasks_feature
+import features.users as users_feature
+from features.sessions.middleware import SessionMiddleware
+from shared.config import ROOT_DIR, Settings, get_settings
+from shared.database import Database
+from shared.database.dependencies import provide_db_session
+from shared.database.migrations import head_revision
+from shared.security.passwords import Passwords
+from shared.web import templating
+from shared.web.csrf import CSRFMiddleware
+from shared.web.errors import exception_handlers
+from shared.web.guards import requires_user
+from shared.web.headers import security_headers
+from shared.web.health import healthz, readyz
+
+FEATURES: tuple[ModuleType, ...] = (
+    auth_feature,
+    users_feature,
+    sessions_feature,
+    tasks_feature,
+    dashboard_feature,
+)
+SHARED_WEB = Path(__file__).parent / "shared" / "web"
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the Litestar application for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.db = Database(settings.database_url)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+
+    template_dirs = [SHARED_WEB / "templates"] + [f.template_dir for f in FEATURES]
+    template_config = TemplateConfig(
+        directory=[d for d in template_dirs if d.exists()],
+        engine=JinjaTemplateEngine,
+        engine_callback=lambda engine: templating.configure(engine.engine),
+    )
+    static = create_static_files_router(
+        path="/static",
+        directories=[SHARED_WEB / "static"],
+        opt={"public": True},
+        include_in_schema=False,
+        cache_control=None,
+    )
+    return Litestar(
+        route_handlers=[healthz, readyz, static, *(r for f in FEATURES for r in f.routes)],
+        listeners=[listener for f in FEATURES for listener in f.listeners],
+        lifespan=[lifespan],
+        state=State(_initial_state(settings)),
+        dependencies={"db_session": Provide(provide_db_session)},
+        middleware=[DefineMiddleware(SessionMiddleware), DefineMiddleware(CSRFMiddleware)],
+        guards=[requires_user],
+        before_send=[security_headers],
+        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        template_config=template_config,
+        openapi_config=None,
+        response_cache_config=ResponseCacheConfig(),
+        logging_config=LoggingConfig(
+            root={"level": "INFO", "handlers": ["queue_listener"]},
+            log_exceptions="never",
+        ),
+        debug=False,
+    )
+
+
+def _initial_state(settings: Settings) -> dict[str, object]:
+    return {
+        "settings": settings,
+        "passwords": Passwords(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        ),
+        "migration_head": head_revision(ROOT_DIR / "alembic.ini"),
+    }
+
+
+logging.getLogger("aiosqlite").setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""Feature slices. Each folder owns its tables, repository, service, handlers and templates."""

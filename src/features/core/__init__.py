@@ -1,0 +1,1 @@
+"""Core features every product needs (authentication)."""

@@ -1,0 +1,130 @@
+"""Sign-up, sign-in and sign-out pages (HTTP only; rules live in ``service``)."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from features.core.auth.schemas import parse_login, parse_register
+from features.core.auth.service import LOGIN_FAILED, AuthService, ClientInfo, EmailTaken, SignedIn
+from features.sessions.service import cookie_max_age, session_cookie_name
+from shared.web.client import client_ip, user_agent
+from shared.web.cookies import expired_cookie, make_cookie
+from shared.web.forms import read_form
+from shared.web.render import page, redirect, safe_next
+
+PASSWORD_FIELDS = frozenset({"password", "password_confirmation"})
+
+
+def _service(db_session: NamedDependency[AsyncSession], state: State) -> AuthService:
+    return AuthService(db_session, state.settings, state.passwords)
+
+
+def _client(request: Request) -> ClientInfo:
+    auth = request.scope.get("auth")
+    return ClientInfo(
+        ip_address=client_ip(request),
+        user_agent=user_agent(request),
+        previous_session=auth.id if auth else None,
+    )
+
+
+def _signed_in_redirect(
+    request: Request, state: State, signed_in: SignedIn, target: str, message: str
+) -> Redirect:
+    settings = state.settings
+    cookie = make_cookie(
+        session_cookie_name(settings),
+        signed_in.token,
+        https=settings.https,
+        max_age=cookie_max_age(settings, signed_in.session.remember),
+    )
+    return redirect(request, target, flash=("success", message), cookies=[cookie])
+
+
+class AuthController(Controller):
+    """``/login``, ``/register``, ``/logout`` and the root redirect."""
+
+    @get("/", opt={"public": True}, name="home")
+    async def home(self, request: Request) -> Redirect:
+        """Send signed-in people to the dashboard and everyone else to sign in."""
+        return Redirect("/dashboard" if request.scope.get("user") else "/login", status_code=303)
+
+    @get("/login", opt={"public": True}, name="auth.login")
+    async def login_page(self, request: Request, next: str | None = None) -> Template | Redirect:
+        """The sign-in form; a signed-in visitor goes straight on."""
+        if request.scope.get("user"):
+            return Redirect(safe_next(next), status_code=303)
+        return page(
+            request, "auth/login.html", {"form": {}, "errors": {}, "next": safe_next(next, "")}
+        )
+
+    @post("/login", opt={"public": True}, name="auth.login_post")
+    async def login(
+        self, request: Request, db_session: NamedDependency[AsyncSession], state: State
+    ) -> Template | Redirect:
+        """Check the credentials; success → 303 to ``next`` or the dashboard, failure → 422."""
+        data = await read_form(request, keep_whitespace=PASSWORD_FIELDS)
+        target = safe_next(data.get("next"))
+        form, errors = parse_login(data)
+        signed_in = (
+            await _service(db_session, state).login(form, _client(request)) if form else None
+        )
+        if signed_in is None:
+            context = {
+                "form": {"email": data.get("email", ""), "remember": data.get("remember")},
+                "errors": errors or {"form": LOGIN_FAILED},
+                "next": safe_next(data.get("next"), ""),
+            }
+            return page(request, "auth/login.html", context, status_code=422)
+        return _signed_in_redirect(
+            request, state, signed_in, target, f"Welcome back, {signed_in.user.name}."
+        )
+
+    @get("/register", opt={"public": True}, name="auth.register")
+    async def register_page(self, request: Request) -> Template | Redirect:
+        """The sign-up form; a signed-in visitor goes to the dashboard."""
+        if request.scope.get("user"):
+            return Redirect("/dashboard", status_code=303)
+        return page(request, "auth/register.html", {"form": {}, "errors": {}})
+
+    @post("/register", opt={"public": True}, name="auth.register_post")
+    async def register(
+        self, request: Request, db_session: NamedDependency[AsyncSession], state: State
+    ) -> Template | Redirect:
+        """Create the account and sign it in (303 → dashboard), or re-render with errors (422)."""
+        data = await read_form(request, keep_whitespace=PASSWORD_FIELDS)
+        form, errors = parse_register(data)
+        if form is not None:
+            try:
+                signed_in = await _service(db_session, state).register(form, _client(request))
+            except EmailTaken:
+                errors = {"email": "An account with this email already exists. Sign in instead."}
+            else:
+                return _signed_in_redirect(
+                    request,
+                    state,
+                    signed_in,
+                    "/dashboard",
+                    f"Welcome to {state.settings.app_name}, {form.name}.",
+                )
+        context = {
+            "form": {"name": data.get("name", ""), "email": data.get("email", "")},
+            "errors": errors,
+        }
+        return page(request, "auth/register.html", context, status_code=422)
+
+    @post("/logout", name="auth.logout")
+    async def logout(
+        self, request: Request, db_session: NamedDependency[AsyncSession], state: State
+    ) -> Redirect:
+        """End the server-side session (S16) and clear the cookie."""
+        await _service(db_session, state).logout(request.auth.id)
+        settings = state.settings
+        cookie = expired_cookie(session_cookie_name(settings), https=settings.https)
+        return redirect(
+            request, "/login", flash=("info", "You have been signed out."), cookies=[cookie]
+        )

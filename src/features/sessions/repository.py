@@ -1,0 +1,73 @@
+"""All SQL about sessions. The lookup on every request is one Core select joining the user."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from features.sessions.models import BrowserSession
+from features.users.models import User
+from shared.database import Repository
+
+_s = BrowserSession.__table__
+_u = User.__table__
+
+# Session and user in one round trip (DESIGN.md §3 cost model: one query resolves both).
+_LOOKUP = (
+    select(
+        _s.c.id,
+        _s.c.user_id,
+        _s.c.payload,
+        _s.c.remember,
+        _s.c.created_at,
+        _s.c.last_activity,
+        _s.c.expires_at,
+        _u.c.name,
+        _u.c.email,
+        _u.c.role,
+    )
+    .select_from(_s.join(_u, _u.c.id == _s.c.user_id))
+    .where(_s.c.token_hash == bindparam("token_hash"))
+)
+
+
+async def lookup(conn: AsyncConnection, token_hash: str) -> Row[Any] | None:
+    """Return session + user columns for ``token_hash`` in one query, or ``None``."""
+    result = await conn.execute(_LOOKUP, {"token_hash": token_hash})
+    return result.first()
+
+
+async def touch(conn: AsyncConnection, session_id: uuid.UUID, when: datetime) -> None:
+    """Set ``last_activity`` of one session to ``when``."""
+    await conn.execute(update(_s).where(_s.c.id == session_id).values(last_activity=when))
+
+
+async def delete_by_id(conn: AsyncConnection, session_id: uuid.UUID) -> None:
+    """Delete one session row (expired or revoked)."""
+    await conn.execute(delete(_s).where(_s.c.id == session_id))
+
+
+class SessionRepository(Repository[BrowserSession]):
+    """Sessions through the request's ORM session."""
+
+    model = BrowserSession
+
+    async def delete_id(self, session_id: uuid.UUID) -> int:
+        """Delete the session ``session_id``; returns rows deleted (0 or 1)."""
+        result = await self.session.execute(delete(_s).where(_s.c.id == session_id))
+        return result.rowcount or 0
+
+    async def delete_for_user(
+        self, user_id: uuid.UUID, *, except_id: uuid.UUID | None = None
+    ) -> int:
+        """Delete every session of ``user_id`` (but ``except_id``); returns rows deleted."""
+        stmt = delete(_s).where(_s.c.user_id == user_id)
+        if except_id is not None:
+            stmt = stmt.where(_s.c.id != except_id)
+        result = await self.session.execute(stmt)
+        return result.rowcount or 0

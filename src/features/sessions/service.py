@@ -1,0 +1,192 @@
+"""Sessions' public face: start, resolve and end server-side sessions (SECURITY.md S10–S16).
+
+The browser holds a 256-bit random token in an HttpOnly cookie; the database holds only its
+SHA-256 (S10). A session ends when it is idle longer than the idle timeout (default 30 minutes;
+the "remember me" lifetime when chosen, S14) or older than its absolute lifetime (default
+12 hours; the "remember me" lifetime when chosen, S15). ``last_activity`` is written at most
+once per ``session_touch_seconds`` (default 60), so read-only requests almost never write.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from features.sessions import repository
+from features.sessions.models import BrowserSession
+from features.sessions.repository import SessionRepository
+from shared import clock
+from shared.config import Settings
+from shared.database import Database
+from shared.security.tokens import new_token, token_hash
+from shared.web.cookies import cookie_name
+
+USER_AGENT_MAX = 512
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentUser:
+    """The signed-in user as the request sees it (``request.user``)."""
+
+    id: uuid.UUID
+    name: str
+    email: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """The current session (``request.auth``). ``csrf_secret`` backs the CSRF token (S22)."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    csrf_secret: str
+    remember: bool
+    created_at: datetime
+    last_activity: datetime
+    expires_at: datetime
+
+
+def session_cookie_name(settings: Settings) -> str:
+    """``session``, or ``__Host-session`` over https (S13)."""
+    return cookie_name("session", settings.https)
+
+
+def idle_timeout(settings: Settings, remember: bool) -> timedelta:
+    """How long a session may sit unused (S14)."""
+    if remember:
+        return timedelta(days=settings.remember_me_days)
+    return timedelta(minutes=settings.session_idle_minutes)
+
+
+def absolute_lifetime(settings: Settings, remember: bool) -> timedelta:
+    """How long a session may live at most, used or not (S15)."""
+    if remember:
+        return timedelta(days=settings.remember_me_days)
+    return timedelta(hours=settings.session_absolute_hours)
+
+
+def cookie_max_age(settings: Settings, remember: bool) -> int | None:
+    """Cookie lifetime in seconds: the remember-me lifetime, or ``None`` (ends with the browser)."""
+    return int(absolute_lifetime(settings, True).total_seconds()) if remember else None
+
+
+def is_expired(
+    settings: Settings,
+    *,
+    remember: bool,
+    last_activity: datetime,
+    expires_at: datetime,
+    now: datetime,
+) -> bool:
+    """True when the session is past its absolute expiry or idle longer than its idle timeout.
+
+    Both limits are inclusive of their last instant: at exactly ``expires_at`` the session is
+    still valid, one millisecond later it is not.
+    """
+    return now > expires_at or now > last_activity + idle_timeout(settings, remember)
+
+
+class SessionService:
+    """Start and end sessions through the request's ORM session (commits nothing)."""
+
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+        self.sessions = SessionRepository(session)
+
+    async def start(
+        self,
+        user_id: uuid.UUID,
+        *,
+        remember: bool,
+        ip_address: str | None,
+        user_agent: str | None,
+        replaces: uuid.UUID | None = None,
+    ) -> tuple[str, BrowserSession]:
+        """Create a session for ``user_id`` and return ``(cookie token, row)``.
+
+        ``replaces`` is the id of the session the browser had before (it is deleted: the id
+        rotates on every sign-in, S11). A fresh CSRF secret is drawn (S22).
+        """
+        if replaces is not None:
+            await self.sessions.delete_id(replaces)
+        now = clock.now()
+        token = new_token(32)
+        row = BrowserSession(
+            user_id=user_id,
+            token_hash=token_hash(token),
+            ip_address=ip_address,
+            user_agent=(user_agent or "")[:USER_AGENT_MAX] or None,
+            payload={"csrf": secrets.token_urlsafe(32)},
+            remember=remember,
+            created_at=now,
+            last_activity=now,
+            expires_at=now + absolute_lifetime(self.settings, remember),
+        )
+        await self.sessions.add(row)
+        return token, row
+
+    async def end(self, session_id: uuid.UUID) -> bool:
+        """Delete one session; True if it existed."""
+        return await self.sessions.delete_id(session_id) > 0
+
+    async def end_all_for_user(
+        self, user_id: uuid.UUID, *, except_id: uuid.UUID | None = None
+    ) -> int:
+        """Delete every session of ``user_id`` except ``except_id``; returns how many ended (S18)."""
+        return await self.sessions.delete_for_user(user_id, except_id=except_id)
+
+
+async def resolve(
+    db: Database, settings: Settings, token: str
+) -> tuple[CurrentUser, SessionInfo] | None:
+    """Return who holds ``token`` and their session, or ``None`` if it is unknown or expired.
+
+    One read query on the hot path. An expired row is deleted on the spot; ``last_activity``
+    is refreshed when it is older than ``session_touch_seconds``.
+    """
+    if not token or len(token) > 128:
+        return None
+    async with db.engine.connect() as conn:
+        row = await repository.lookup(conn, token_hash(token))
+        await conn.rollback()
+    if row is None:
+        return None
+    now = clock.now()
+    if is_expired(
+        settings,
+        remember=row.remember,
+        last_activity=row.last_activity,
+        expires_at=row.expires_at,
+        now=now,
+    ):
+        async with db.write_engine.begin() as conn:
+            await repository.delete_by_id(conn, row.id)
+        return None
+    last_activity = row.last_activity
+    if (now - last_activity).total_seconds() >= settings.session_touch_seconds:
+        async with db.write_engine.begin() as conn:
+            await repository.touch(conn, row.id, now)
+        last_activity = now
+    payload: dict[str, Any] = row.payload or {}
+    user = CurrentUser(id=row.user_id, name=row.name, email=row.email, role=str(row.role))
+    info = SessionInfo(
+        id=row.id,
+        user_id=row.user_id,
+        csrf_secret=str(payload.get("csrf", "")),
+        remember=bool(row.remember),
+        created_at=row.created_at,
+        last_activity=last_activity,
+        expires_at=row.expires_at,
+    )
+    return user, info

@@ -1,0 +1,46 @@
+"""The ``tasks`` table: per-user to-dos, the example CRUD feature."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+
+from sqlalchemy import Enum, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.database import Base, TimestampMixin, UUIDPrimaryKeyMixin, UUIDv7
+
+TITLE_MAX = 200
+
+
+class TaskStatus(enum.StrEnum):
+    """A task is ``pending`` until it is ``completed`` (and can go back)."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+
+
+class Task(UUIDPrimaryKeyMixin, TimestampMixin, Base):
+    """One task owned by one user (deleted with the user)."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_user_id_created_at", "user_id", "created_at"),
+        Index("ix_tasks_user_id_status", "user_id", "status"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUIDv7(), ForeignKey("users.id", ondelete="CASCADE")
+    )  # indexed by the composite indexes below
+    title: Mapped[str] = mapped_column(String(TITLE_MAX))
+    status: Mapped[TaskStatus] = mapped_column(
+        Enum(
+            TaskStatus,
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            name="task_status",
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        default=TaskStatus.PENDING,
+    )

@@ -1,0 +1,4 @@
+"""Code every feature uses: configuration, database, web plumbing, security primitives.
+
+Nothing in this package imports from ``features``.
+"""

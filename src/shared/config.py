@@ -1,0 +1,91 @@
+"""Typed settings, read once from the environment (and an optional ``.env`` file).
+
+See DESIGN.md §6. :func:`get_settings` returns the cached :class:`Settings`; tests build their
+own ``Settings(...)`` and pass it to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT_DIR = Path(__file__).resolve().parents[2]
+DB_DIR = ROOT_DIR / "db"
+DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{(DB_DIR / 'app.sqlite').as_posix()}"
+_INSECURE_KEYS = {"", "change-me", "changeme", "secret"}
+
+
+class Settings(BaseSettings):
+    """Application settings. Every field maps to the upper-case environment variable of its name.
+
+    Units are in the field names (``_minutes``, ``_hours``, ``_days``, ``_kib``).
+    Raises ``ValueError`` when ``APP_ENV=production`` and ``SECRET_KEY`` is missing or weak.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: Literal["development", "production", "test"] = "development"
+    app_name: str = "Slicestar"
+    app_url: str = "http://127.0.0.1:8000"
+    secret_key: str = ""
+    database_url: str = DEFAULT_DATABASE_URL
+    mail_url: str = ""
+    mail_from: str = "Slicestar <no-reply@localhost>"
+    storage_dir: Path = DB_DIR / "assets"
+    redis_url: str = ""
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    # Sessions (SECURITY.md S14, S15).
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
+    remember_me_days: int = 30
+    session_touch_seconds: int = 60
+
+    # Argon2id (SECURITY.md S1: OWASP baseline m=19 MiB, t=2, p=1; raise, never lower).
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+
+    @model_validator(mode="after")
+    def _secret_key_policy(self) -> Settings:
+        if self.app_env == "production":
+            if self.secret_key in _INSECURE_KEYS or len(self.secret_key) < 32:
+                raise ValueError(
+                    "SECRET_KEY must be set to at least 32 random characters in production"
+                )
+        elif not self.secret_key:
+            self.secret_key = _development_secret_key()
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when ``database_url`` points at SQLite."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def https(self) -> bool:
+        """True when the app is served over https (decides Secure cookies, ``__Host-`` and HSTS)."""
+        return self.app_url.startswith("https://")
+
+
+def _development_secret_key() -> str:
+    """Create (once) and return a random key kept in ``db/.secret_key`` for development."""
+    path = DB_DIR / ".secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    DB_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,46 @@
+"""Declarative base, naming convention and the id/timestamp mixins every table uses."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared import clock
+from shared.database.types import ISOTimestamp, UUIDv7, new_id
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every feature's tables; shares :data:`metadata`."""
+
+    metadata = metadata
+    type_annotation_map = {uuid.UUID: UUIDv7(), datetime: ISOTimestamp()}
+
+
+class UUIDPrimaryKeyMixin:
+    """``id``: a UUIDv7 primary key generated in Python."""
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUIDv7(), primary_key=True, default=new_id, sort_order=-10
+    )
+
+
+class TimestampMixin:
+    """``created_at`` and ``updated_at`` (aware UTC), set in Python by :func:`shared.clock.now`."""
+
+    created_at: Mapped[datetime] = mapped_column(ISOTimestamp(), default=clock.now, sort_order=10)
+    updated_at: Mapped[datetime] = mapped_column(
+        ISOTimestamp(), default=clock.now, onupdate=clock.now, sort_order=10
+    )

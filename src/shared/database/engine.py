@@ -1,0 +1,97 @@
+"""The async engine, its SQLite connection setup, and the session factories (DESIGN.md §3).
+
+On SQLite every new connection gets WAL, ``foreign_keys=ON``, ``busy_timeout=5000`` and
+``synchronous=NORMAL`` (SECURITY.md R1). Transactions that may write begin with
+``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of failing with
+SQLITE_BUSY_SNAPSHOT (R2); read-only transactions begin with a plain ``BEGIN``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+logger = logging.getLogger(__name__)
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA synchronous=NORMAL",
+)
+BEGIN_MODE = "slicestar_begin"  # execution option: "immediate" for write transactions
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Driver autocommit off: SQLAlchemy's ``begin`` listener below emits BEGIN itself.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _on_begin(conn: Any) -> None:
+    mode = conn.get_execution_options().get(BEGIN_MODE)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN")
+
+
+def build_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """Create the async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
+
+    For SQLite the connection listeners above are installed. Call this inside the app's
+    lifespan (after any fork), never at import (SECURITY.md R5).
+    """
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, pool_size=8, max_overflow=8, **kwargs)
+        event.listen(engine.sync_engine, "connect", _on_connect)
+        event.listen(engine.sync_engine, "begin", _on_begin)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+
+
+class Database:
+    """One engine and its two session factories: ``reader`` (BEGIN) and ``writer`` (BEGIN IMMEDIATE).
+
+    On PostgreSQL both factories behave the same (READ COMMITTED transactions).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine = build_engine(url)
+        self.write_engine = self.engine.execution_options(**{BEGIN_MODE: "immediate"})
+        self.reader = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A writer session for work outside a request (CLI, background jobs, listeners).
+
+        Commits when the block ends without an error, rolls back otherwise.
+        """
+        async with self.writer() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        """Close every pooled connection; on SQLite first fold the WAL back into the main file."""
+        if self.is_sqlite:
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                    await conn.rollback()
+            except Exception:  # the checkpoint is an optimisation; disposal must still happen
+                logger.warning("WAL checkpoint on shutdown failed", exc_info=True)
+        await self.engine.dispose()

@@ -1,0 +1,91 @@
+"""A small generic repository base (DESIGN.md §3) and pagination.
+
+Repositories hide SQL from services and handlers. One class per table family; each
+takes the request's :class:`AsyncSession` and never commits (the service does).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+ModelT = TypeVar("ModelT")
+T = TypeVar("T")
+
+
+def escape_like(text: str, escape: str = "\\") -> str:
+    """Escape ``%``, ``_`` and the escape character so ``text`` matches literally in LIKE.
+
+    Use with ``column.like(f"%{escape_like(q)}%", escape="\\\\")`` (SECURITY.md S49).
+    """
+    return text.replace(escape, escape * 2).replace("%", escape + "%").replace("_", escape + "_")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of results. ``page`` is 1-based; ``pages`` is at least 1."""
+
+    items: Sequence[T]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+class PageOutOfRange(LookupError):
+    """Raised by :meth:`Repository.paginate` for a page past the last one."""
+
+
+class Repository(Generic[ModelT]):
+    """Base repository: ``get``, ``add``, ``delete``, ``paginate`` for one mapped class."""
+
+    model: ClassVar[type[Any]]
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, id_: uuid.UUID) -> ModelT | None:
+        """Return the row with primary key ``id_`` or ``None``."""
+        return await self.session.get(self.model, id_)
+
+    async def add(self, obj: ModelT) -> ModelT:
+        """Add ``obj`` and flush, so defaults (id, timestamps) are set; returns ``obj``."""
+        self.session.add(obj)
+        await self.session.flush()
+        return obj
+
+    async def delete(self, obj: ModelT) -> None:
+        """Delete ``obj`` and flush."""
+        await self.session.delete(obj)
+        await self.session.flush()
+
+    async def paginate(self, stmt: Select[Any], page: int, per_page: int) -> Page[Any]:
+        """Run ``stmt`` for one page; count with one extra query.
+
+        Raises :class:`PageOutOfRange` when ``page`` is past the last page (page 1 always exists).
+        """
+        total = await self.session.scalar(
+            select(func.count()).select_from(stmt.order_by(None).subquery())
+        )
+        result = Page(items=[], total=total or 0, page=page, per_page=per_page)
+        if page > result.pages:
+            raise PageOutOfRange(page)
+        rows = await self.session.scalars(stmt.limit(per_page).offset((page - 1) * per_page))
+        return Page(items=rows.all(), total=result.total, page=page, per_page=per_page)

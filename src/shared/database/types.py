@@ -1,0 +1,93 @@
+"""Column types shared by every table (DESIGN.md §2).
+
+- :class:`UUIDv7`: ``uuid.UUID`` in Python; canonical 36-character lower-case text on SQLite,
+  native ``uuid`` on PostgreSQL.
+- :class:`ISOTimestamp`: timezone-aware UTC ``datetime`` in Python; ISO-8601 text with
+  milliseconds and ``Z`` on SQLite (``2024-01-15T10:30:00.000Z``, sortable as text),
+  ``timestamptz`` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+import uuid6
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+def new_id() -> uuid.UUID:
+    """Return a new time-ordered UUIDv7 (RFC 9562 §5.7) as a ``uuid.UUID``."""
+    return uuid.UUID(int=uuid6.uuid7().int)
+
+
+class UUIDv7(TypeDecorator[uuid.UUID]):
+    """A UUID primary/foreign key column. Accepts ``uuid.UUID`` or its text form on bind."""
+
+    impl = sa.String(36)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.UUID(as_uuid=True))
+        return dialect.type_descriptor(sa.String(36))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, uuid.UUID):
+            value = uuid.UUID(str(value))
+        return value if dialect.name == "postgresql" else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> uuid.UUID | None:
+        if value is None or isinstance(value, uuid.UUID):
+            return value
+        return uuid.UUID(value)
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format an aware ``datetime`` as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC.
+
+    Raises ``ValueError`` for a naive ``datetime`` (a time without a zone is a bug).
+    """
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: timestamps must be timezone-aware")
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse the text written by :func:`format_timestamp` back into an aware UTC ``datetime``."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+class ISOTimestamp(TypeDecorator[datetime]):
+    """A point in time, always UTC and timezone-aware in Python."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(24))
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return format_timestamp(value)
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: timestamps must be timezone-aware")
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return parse_timestamp(value)
+        return value.astimezone(UTC)

@@ -1,0 +1,66 @@
+"""Argon2id password hashing off the event loop (SECURITY.md S1, S2, S6).
+
+Hashing and verifying run in a dedicated thread pool no larger than the CPU count, so a
+burst of logins neither blocks other requests nor grows memory without bound (each verify
+holds ``memory_kib`` of RAM while it runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+MIN_LENGTH = 8  # S3 / ASVS 6.2.1
+MAX_BYTES = 4096  # S3: absurd input is refused before hashing
+
+_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="argon2")
+
+
+class Passwords:
+    """Hash and verify passwords with Argon2id (RFC 9106) at the configured cost.
+
+    ``time_cost`` iterations, ``memory_kib`` KiB of memory, ``parallelism`` lanes; the salt is
+    16 random bytes. Defaults are OWASP's baseline (m=19 MiB, t=2, p=1).
+    """
+
+    def __init__(self, time_cost: int = 2, memory_kib: int = 19456, parallelism: int = 1) -> None:
+        self.hasher = PasswordHasher(
+            time_cost=time_cost,
+            memory_cost=memory_kib,
+            parallelism=parallelism,
+            hash_len=32,
+            salt_len=16,
+            type=Type.ID,
+        )
+        # A real hash of a random secret: unknown users still cost one verify (S6).
+        self._dummy_hash = self.hasher.hash(os.urandom(16).hex())
+
+    async def hash(self, password: str) -> str:
+        """Return the PHC-format Argon2id hash of ``password`` (computed in the pool)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_pool, self.hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Return True when ``password`` matches ``password_hash``.
+
+        With ``password_hash=None`` (unknown user, or an account without a password) a verify
+        against a dummy hash still runs, so the answer takes the same time (S6).
+        """
+        loop = asyncio.get_running_loop()
+        target = password_hash or self._dummy_hash
+        try:
+            await loop.run_in_executor(_pool, self.hasher.verify, target, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return password_hash is not None
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """True when ``password_hash`` was made with other parameters than the current ones (S2)."""
+        try:
+            return self.hasher.check_needs_rehash(password_hash)
+        except InvalidHashError:
+            return True

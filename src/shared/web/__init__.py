@@ -1,0 +1,1 @@
+"""Web plumbing shared by every feature: rendering, flash, CSRF, headers, errors, guards."""

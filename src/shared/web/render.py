@@ -1,0 +1,111 @@
+"""Page rendering, flash messages and post/redirect/get helpers (DESIGN.md §5).
+
+- :func:`page` renders a template with the shared context (user, CSRF field, flash messages,
+  CSP nonce) and the right status (422 for invalid forms).
+- :func:`redirect` answers 303 and can carry flash messages to the next page in a signed,
+  HttpOnly cookie; the next :func:`page` shows them and deletes the cookie.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from litestar import Request
+from litestar.datastructures import Cookie
+from litestar.response import Redirect, Template
+from markupsafe import Markup
+
+from shared.security.signing import Signer
+from shared.web.context import csp_nonce
+from shared.web.cookies import cookie_name, expired_cookie, make_cookie
+from shared.web.csrf import FORM_FIELD, csrf_token
+
+FlashCategory = Literal["success", "error", "info", "warning"]
+_MAX_FLASH_CHARS = 500
+
+
+def _flash_cookie(request: Request) -> tuple[str, Signer, bool]:
+    settings = request.app.state.settings
+    return (
+        cookie_name("flash", settings.https),
+        Signer(settings.secret_key, "flash"),
+        settings.https,
+    )
+
+
+def read_flashes(request: Request) -> list[tuple[str, str]]:
+    """Return the flash messages the previous response left, as ``(category, text)`` pairs."""
+    name, signer, _ = _flash_cookie(request)
+    value = signer.unsign(request.cookies.get(name))
+    if not isinstance(value, list):
+        return []
+    return [(str(c), str(m)) for c, m in value if isinstance(m, str)][:5]
+
+
+def shared_context(request: Request) -> dict[str, Any]:
+    """The values every page's layout needs."""
+    token = csrf_token(request.scope)
+    return {
+        "request": request,
+        "user": request.scope.get("user"),
+        "app_name": request.app.state.settings.app_name,
+        "csrf_token": token,
+        "csrf_field": Markup('<input type="hidden" name="{}" value="{}">').format(
+            FORM_FIELD, token
+        ),
+        "csp_nonce": csp_nonce(request.scope),
+        "flashes": read_flashes(request),
+        "path": request.url.path,
+    }
+
+
+def page(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    cookies: list[Cookie] | None = None,
+) -> Template:
+    """Render ``template`` with the shared context plus ``context``; status ``status_code``."""
+    full = shared_context(request)
+    full.update(context or {})
+    out_cookies = list(cookies or [])
+    if full["flashes"]:
+        name, _, https = _flash_cookie(request)
+        out_cookies.append(expired_cookie(name, https=https))
+    return Template(
+        template_name=template, context=full, status_code=status_code, cookies=out_cookies
+    )
+
+
+def redirect(
+    request: Request,
+    path: str,
+    *,
+    flash: tuple[FlashCategory, str] | None = None,
+    cookies: list[Cookie] | None = None,
+) -> Redirect:
+    """303 See Other to the local ``path``, optionally carrying one flash message."""
+    out_cookies = list(cookies or [])
+    if flash is not None:
+        name, signer, https = _flash_cookie(request)
+        category, text = flash
+        out_cookies.append(
+            make_cookie(name, signer.sign([[category, text[:_MAX_FLASH_CHARS]]]), https=https)
+        )
+    return Redirect(path=path, status_code=303, cookies=out_cookies)
+
+
+def safe_next(target: str | None, default: str = "/dashboard") -> str:
+    """Return ``target`` if it is a same-site path (SECURITY.md S50), else ``default``.
+
+    Accepted: starts with a single ``/``, no backslash, no scheme or host, no control characters.
+    """
+    if not target or len(target) > 2000:
+        return default
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return default
+    return target

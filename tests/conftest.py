@@ -1,0 +1,106 @@
+"""Test fixtures: a freshly migrated database per test, the app, and an HTTP client.
+
+The schema is migrated once per run into a template (an SQLite file; a PostgreSQL template
+database when ``TEST_DATABASE_URL`` is set) and copied for every test. Tests that use the
+``database_url`` fixture run once per backend.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app import create_app
+from shared.config import ROOT_DIR, Settings
+from tests.support import pg_admin_execute, pg_url_with_database
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+SECRET_KEY = "test-secret-key-" + "x" * 40
+
+
+def migrate(url: str, *args: str) -> None:
+    """Run ``alembic <args or upgrade head>`` against ``url`` in a subprocess (as an operator would)."""
+    env = {**os.environ, "DATABASE_URL": url, "APP_ENV": "test", "SECRET_KEY": SECRET_KEY}
+    subprocess.run(
+        [sys.executable, "-m", "alembic", *(args or ("upgrade", "head"))],
+        cwd=ROOT_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "app.sqlite"
+    migrate(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    name = f"slicestar_tpl_{os.getpid()}"
+    pg_admin_execute(
+        TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'
+    )
+    migrate(pg_url_with_database(TEST_DATABASE_URL, name))
+    yield name
+    pg_admin_execute(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated database for this test (one run per backend)."""
+    if request.param == "sqlite":
+        path = tmp_path / "app.sqlite"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    template = request.getfixturevalue("pg_template")
+    name = f"slicestar_t_{uuid.uuid4().hex[:12]}"
+    pg_admin_execute(TEST_DATABASE_URL, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield pg_url_with_database(TEST_DATABASE_URL, name)
+    finally:
+        pg_admin_execute(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        app_env="test",
+        secret_key=SECRET_KEY,
+        database_url=database_url,
+        app_url="http://testserver.local",
+        storage_dir=tmp_path / "assets",
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as test_client:
+        test_client.follow_redirects = False
+        yield test_client
+
+
+@pytest.fixture
+async def other_client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
+    """A second browser against the same app (another user, or the same user elsewhere)."""
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as test_client:
+        test_client.follow_redirects = False
+        yield test_client
