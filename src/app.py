@@ -11,12 +11,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 
+from click import Group
 from litestar import Litestar
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.middleware import DefineMiddleware
+from litestar.plugins import CLIPluginProtocol
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
@@ -47,6 +49,24 @@ FEATURES: tuple[ModuleType, ...] = (
     dashboard_feature,
 )
 SHARED_WEB = Path(__file__).parent / "shared" / "web"
+
+
+class FeatureCLI(CLIPluginProtocol):
+    """Adds each feature's commands to the ``litestar`` CLI (DESIGN.md §7).
+
+    A feature exports ``cli_commands`` (top-level commands or groups, e.g. ``litestar users``)
+    and/or ``db_commands`` (subcommands of the shared ``litestar db`` group).
+    """
+
+    def on_cli_init(self, cli: Group) -> None:
+        db_group = Group("db", help="Database commands: seed, backup, restore, prune …")
+        for feature in FEATURES:
+            for command in getattr(feature, "cli_commands", ()):
+                cli.add_command(command)
+            for command in getattr(feature, "db_commands", ()):
+                db_group.add_command(command)
+        if db_group.commands:
+            cli.add_command(db_group)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -85,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_send=[security_headers],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         template_config=template_config,
+        plugins=[FeatureCLI()],
         openapi_config=None,
         response_cache_config=ResponseCacheConfig(),
         logging_config=LoggingConfig(

@@ -23,6 +23,7 @@ from features.sessions.repository import SessionRepository
 from shared import clock
 from shared.config import Settings
 from shared.database import Database
+from shared.database.types import format_timestamp, parse_timestamp
 from shared.security.tokens import new_token, token_hash
 from shared.web.cookies import cookie_name
 
@@ -54,6 +55,7 @@ class SessionInfo:
     created_at: datetime
     last_activity: datetime
     expires_at: datetime
+    password_confirmed_at: datetime | None = None
 
 
 def session_cookie_name(settings: Settings) -> str:
@@ -136,6 +138,13 @@ class SessionService:
         await self.sessions.add(row)
         return token, row
 
+    async def mark_password_confirmed(self, session_id: uuid.UUID, when: datetime) -> None:
+        """Record that the holder of ``session_id`` re-entered their password at ``when`` (S20)."""
+        row = await self.sessions.get(session_id)
+        if row is not None:
+            row.payload = {**row.payload, "password_confirmed_at": format_timestamp(when)}
+            await self.session.flush()
+
     async def end(self, session_id: uuid.UUID) -> bool:
         """Delete one session; True if it existed."""
         return await self.sessions.delete_id(session_id) > 0
@@ -188,5 +197,13 @@ async def resolve(
         created_at=row.created_at,
         last_activity=last_activity,
         expires_at=row.expires_at,
+        password_confirmed_at=_parse_optional(payload.get("password_confirmed_at")),
     )
     return user, info
+
+
+def _parse_optional(value: Any) -> datetime | None:
+    try:
+        return parse_timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

@@ -1,7 +1,9 @@
-"""Users: the ``users`` table and the rules about accounts."""
+"""Users: the ``users`` table, account rules and the settings area."""
 
 from pathlib import Path
 
-routes: list = []
+from features.users.handlers import SettingsController
+
+routes = [SettingsController]
 template_dir = Path(__file__).parent / "templates"
 listeners: list = []

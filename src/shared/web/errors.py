@@ -97,3 +97,21 @@ exception_handlers = {
     HTTPException: http_exception_handler,
     Exception: internal_error_handler,
 }
+
+
+class RedirectRequired(HTTPException):
+    """Raised (by a guard) to send the browser elsewhere first; answered with 303 to ``location``."""
+
+    status_code = 303
+
+    def __init__(self, location: str) -> None:
+        super().__init__(detail="Redirect")
+        self.location = location
+
+
+def redirect_required_handler(request: Request, exc: RedirectRequired) -> Response:
+    """Answer a :class:`RedirectRequired` with 303 See Other."""
+    return Redirect(path=exc.location, status_code=303)
+
+
+exception_handlers[RedirectRequired] = redirect_required_handler

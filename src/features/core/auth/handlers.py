@@ -117,6 +117,34 @@ class AuthController(Controller):
         }
         return page(request, "auth/register.html", context, status_code=422)
 
+    @get("/confirm-password", name="auth.confirm_password")
+    async def confirm_password_page(self, request: Request, next: str | None = None) -> Template:
+        """Ask for the password again before a sensitive action (S20)."""
+        return page(
+            request,
+            "auth/confirm_password.html",
+            {"errors": {}, "next": safe_next(next, "/settings")},
+        )
+
+    @post("/confirm-password", name="auth.confirm_password_post")
+    async def confirm_password(
+        self, request: Request, db_session: NamedDependency[AsyncSession], state: State
+    ) -> Template | Redirect:
+        """Right password → 303 to ``next``; wrong → 422 with a message."""
+        data = await read_form(request, keep_whitespace=PASSWORD_FIELDS)
+        target = safe_next(data.get("next"), "/settings")
+        password = data.get("password", "")
+        service = _service(db_session, state)
+        if password and await service.confirm_password(request.user.id, request.auth.id, password):
+            return redirect(request, target)
+        errors = {"password": "That password is not right." if password else "Enter your password."}
+        return page(
+            request,
+            "auth/confirm_password.html",
+            {"errors": errors, "next": target},
+            status_code=422,
+        )
+
     @post("/logout", name="auth.logout")
     async def logout(
         self, request: Request, db_session: NamedDependency[AsyncSession], state: State

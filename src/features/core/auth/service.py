@@ -4,20 +4,60 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import quote, urlsplit
 
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.core.auth.schemas import LoginForm, RegisterForm
 from features.sessions.models import BrowserSession
-from features.sessions.service import SessionService
+from features.sessions.service import SessionInfo, SessionService
 from features.users.models import User
 from features.users.service import EmailTaken, UserService
+from shared import clock
 from shared.config import Settings
 from shared.security.passwords import Passwords
+from shared.web.errors import RedirectRequired
+from shared.web.render import safe_next
 
-__all__ = ["AuthService", "EmailTaken", "SignedIn"]
+__all__ = [
+    "AuthService",
+    "EmailTaken",
+    "SignedIn",
+    "recently_confirmed",
+    "requires_recent_password",
+]
 
 LOGIN_FAILED = "The email or password is incorrect."
+CONFIRM_PATH = "/confirm-password"
+CONFIRMATION_WINDOW = timedelta(minutes=15)  # SECURITY.md S20
+
+
+def recently_confirmed(auth: SessionInfo | None) -> bool:
+    """True when the session's holder re-entered their password within the last 15 minutes (S20)."""
+    if auth is None or auth.password_confirmed_at is None:
+        return False
+    return clock.now() - auth.password_confirmed_at <= CONFIRMATION_WINDOW
+
+
+def requires_recent_password(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    """Route guard for sensitive actions (S20): without a password confirmation in the last
+    15 minutes, send the browser to the confirmation page, then back.
+
+    For a GET the way back is the requested page; for a POST it is the page the form was on
+    (the same-origin ``Referer``), since a POST cannot be replayed by a redirect.
+    """
+    if recently_confirmed(connection.scope.get("auth")):
+        return
+    if connection.scope["method"] == "GET":
+        back = connection.url.path + (f"?{connection.url.query}" if connection.url.query else "")
+    else:
+        referer = urlsplit(connection.headers.get("referer", ""))
+        own = connection.headers.get("host", "")
+        back = referer.path if referer.netloc == own and referer.path else "/settings"
+    raise RedirectRequired(f"{CONFIRM_PATH}?next={quote(safe_next(back, '/settings'), safe='/')}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +130,18 @@ class AuthService:
         )
         await self.session.commit()
         return SignedIn(user=user, token=token, session=row)
+
+    async def confirm_password(
+        self, user_id: uuid.UUID, session_id: uuid.UUID, password: str
+    ) -> bool:
+        """Check ``password`` for the signed-in user and, if right, stamp the session (S20)."""
+        user = await self.users.get(user_id)
+        await self.session.commit()  # no lock held while Argon2 runs
+        if not await self.passwords.verify(user.password_hash if user else None, password):
+            return False
+        await self.sessions.mark_password_confirmed(session_id, clock.now())
+        await self.session.commit()
+        return True
 
     async def logout(self, session_id: uuid.UUID) -> None:
         """Delete the server-side session (S16)."""
