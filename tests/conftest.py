@@ -7,17 +7,19 @@ database when ``TEST_DATABASE_URL`` is set) and copied for every test. Tests tha
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from app import create_app
 from shared.config import ROOT_DIR, Settings
@@ -91,16 +93,61 @@ def app(settings: Settings) -> Litestar:
     return create_app(settings)
 
 
-@pytest.fixture
-async def client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=app, base_url="http://testserver.local") as test_client:
-        test_client.follow_redirects = False
-        yield test_client
+def make_browser(app: Litestar, port: int = 50000) -> httpx.AsyncClient:
+    """An HTTP client with its own cookie jar that calls ``app`` in-process (no redirects followed)."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("127.0.0.1", port)),
+        base_url="http://testserver.local",
+    )
+
+
+@asynccontextmanager
+async def running(app: Litestar) -> AsyncIterator[Litestar]:
+    """Run ``app``'s lifespan in its own task (entered and left there, as a server would)."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def serve() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(serve())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()  # startup failed: raise its error
+    try:
+        yield app
+    finally:
+        stop.set()
+        await task
 
 
 @pytest.fixture
-async def other_client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser against ``app``; the app's lifespan runs (in this event loop) around the test."""
+    async with running(app), make_browser(app) as browser:
+        yield browser
+
+
+@pytest.fixture
+async def browser_factory(
+    app: Litestar, client: httpx.AsyncClient
+) -> AsyncIterator[Callable[[], httpx.AsyncClient]]:
+    """Make more independent browsers (own cookies) against the app ``client`` started."""
+    opened: list[httpx.AsyncClient] = []
+
+    def make() -> httpx.AsyncClient:
+        opened.append(make_browser(app, 50001 + len(opened)))
+        return opened[-1]
+
+    yield make
+    for browser in opened:
+        await browser.aclose()
+
+
+@pytest.fixture
+async def other_client(browser_factory: Callable[[], httpx.AsyncClient]) -> httpx.AsyncClient:
     """A second browser against the same app (another user, or the same user elsewhere)."""
-    async with AsyncTestClient(app=app, base_url="http://testserver.local") as test_client:
-        test_client.follow_redirects = False
-        yield test_client
+    return browser_factory()

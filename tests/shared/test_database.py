@@ -1,0 +1,172 @@
+"""The data layer: pragmas (R1), concurrent writers (R2), stored formats, types and helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select, text
+
+from features.tasks.models import Task
+from features.users.models import User
+from shared.database import escape_like, new_id
+from shared.database.types import format_timestamp, parse_timestamp
+from tests.support import DEFAULT_PASSWORD, csrf, post_form
+
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def sqlite_path(settings) -> str:
+    return settings.database_url.split("///", 1)[1]
+
+
+async def test_r1_pragmas_read_back_through_the_apps_engine(client, app, settings):
+    if not settings.is_sqlite:
+        pytest.skip("SQLite pragmas")
+    async with app.state.db.engine.connect() as conn:
+        values = {
+            name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+            for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
+        }
+        await conn.rollback()
+    assert values == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": 5000,
+        "synchronous": 1,
+    }
+
+
+async def test_r1_foreign_keys_are_enforced(client, app, settings):
+    async with app.state.db.writer() as session:
+        session.add(Task(user_id=new_id(), title="orphan"))
+        with pytest.raises(Exception, match=r"(?i)foreign key"):
+            await session.commit()
+
+
+async def test_write_sessions_begin_immediate(client, app, settings):
+    if not settings.is_sqlite:
+        pytest.skip("SQLite locking")
+    async with app.state.db.writer() as session:
+        await session.execute(select(1))
+        # Another connection cannot take the write lock while this transaction holds it.
+        other = sqlite3.connect(sqlite_path(settings), timeout=0.05)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.close()
+        await session.rollback()
+    async with app.state.db.reader() as session:
+        await session.execute(select(1))
+        other = sqlite3.connect(sqlite_path(settings), timeout=0.05)
+        other.execute("BEGIN IMMEDIATE")  # a reader does not hold the write lock
+        other.rollback()
+        other.close()
+
+
+async def test_r2_fifty_concurrent_task_creations_through_http(client, browser_factory, app):
+    browsers = [client] + [browser_factory() for _ in range(4)]
+    for n, browser in enumerate(browsers):
+        response = await post_form(
+            browser,
+            "/register",
+            {
+                "name": f"User {n}",
+                "email": f"user{n}@example.com",
+                "password": DEFAULT_PASSWORD,
+                "password_confirmation": DEFAULT_PASSWORD,
+            },
+        )
+        assert response.status_code == 303
+    tokens = [await csrf(browser, "/tasks") for browser in browsers]
+
+    async def create(i: int):
+        browser = browsers[i % len(browsers)]
+        return await browser.post(
+            "/tasks", data={"title": f"Task {i}", "_csrf_token": tokens[i % len(browsers)]}
+        )
+
+    responses = await asyncio.gather(*(create(i) for i in range(50)))
+    assert [r.status_code for r in responses] == [303] * 50
+    async with app.state.db.reader() as session:
+        rows = (
+            await session.execute(select(Task.user_id, func.count()).group_by(Task.user_id))
+        ).all()
+    assert sorted(count for _, count in rows) == [10, 10, 10, 10, 10]
+
+
+async def test_stored_formats_read_back_with_plain_sqlite3(client, app, settings):
+    if not settings.is_sqlite:
+        pytest.skip("SQLite storage format")
+    from tests.support import register
+
+    await register(client, "ann@example.com")
+    token = await csrf(client, "/tasks")
+    for n in range(5):
+        await client.post("/tasks", data={"title": f"T{n}", "_csrf_token": token})
+    with sqlite3.connect(sqlite_path(settings)) as conn:
+        task_rows = conn.execute(
+            "SELECT id, created_at, updated_at FROM tasks ORDER BY rowid"
+        ).fetchall()
+        user_row = conn.execute("SELECT id, created_at, email_verified_at FROM users").fetchone()
+        session_row = conn.execute(
+            "SELECT id, created_at, last_activity, expires_at FROM sessions"
+        ).fetchone()
+    ids = [row[0] for row in task_rows]
+    assert all(len(i) == 36 and UUID7_RE.match(i) for i in ids)
+    assert ids == sorted(ids), "UUIDv7 text sorts in creation order"
+    for value in [v for row in task_rows for v in row[1:]] + [user_row[1], *session_row[1:]]:
+        assert TIMESTAMP_RE.match(value), value
+    assert UUID7_RE.match(user_row[0]) and UUID7_RE.match(session_row[0])
+    assert user_row[2] is None
+
+
+async def test_postgresql_uses_native_uuid_and_timestamptz(client, app, settings):
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL column types")
+    async with app.state.db.engine.connect() as conn:
+        types = dict(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT column_name, data_type FROM information_schema.columns "
+                        "WHERE table_name = 'tasks' AND column_name IN ('id', 'user_id', 'created_at')"
+                    )
+                )
+            ).all()
+        )
+    assert types == {"id": "uuid", "user_id": "uuid", "created_at": "timestamp with time zone"}
+
+
+async def test_timestamps_round_trip_as_aware_utc(client, app):
+    from tests.support import register
+
+    await register(client, "ann@example.com")
+    async with app.state.db.reader() as session:
+        user = await session.scalar(select(User))
+    assert user.created_at.tzinfo is not None and user.created_at.utcoffset() == timedelta(0)
+    assert isinstance(user.id, uuid.UUID) and user.id.version == 7
+
+
+def test_format_and_parse_timestamp():
+    value = datetime(2024, 1, 15, 12, 30, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    assert format_timestamp(value) == "2024-01-15T10:30:00.123Z"
+    assert parse_timestamp("2024-01-15T10:30:00.123Z") == datetime(
+        2024, 1, 15, 10, 30, 0, 123000, tzinfo=UTC
+    )
+    with pytest.raises(ValueError, match="naive"):
+        format_timestamp(datetime(2024, 1, 15))
+
+
+def test_new_ids_are_time_ordered_uuid7():
+    ids = [new_id() for _ in range(1000)]
+    assert all(i.version == 7 for i in ids)
+    assert [str(i) for i in ids] == sorted(str(i) for i in ids)
+
+
+def test_escape_like():
+    assert escape_like("100%_\\") == "100\\%\\_\\\\"
