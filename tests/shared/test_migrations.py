@@ -1,0 +1,91 @@
+"""Migrations on a populated database (SECURITY.md R7; DESIGN.md §4), SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.config import ROOT_DIR
+from tests.conftest import migrate
+from tests.support import csrf, register
+
+
+async def table_counts(url: str) -> dict[str, int]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+            return {
+                name: (await conn.execute(text(f'SELECT count(*) FROM "{name}"'))).scalar()
+                for name in names
+                if name != "alembic_version"
+            }
+    finally:
+        await engine.dispose()
+
+
+def revisions() -> list[tuple[str, str | None]]:
+    """(revision, down_revision) from the first to the head."""
+    script = ScriptDirectory.from_config(Config(str(ROOT_DIR / "alembic.ini")))
+    return [(r.revision, r.down_revision) for r in reversed(list(script.walk_revisions()))]
+
+
+async def populate(client) -> None:
+    await register(client, "ann@example.com")
+    token = await csrf(client, "/tasks")
+    for n in range(3):
+        await client.post("/tasks", data={"title": f"Task {n}", "_csrf_token": token})
+
+
+async def test_r7_each_step_down_and_up_keeps_existing_rows(client, app, settings):
+    await populate(client)
+    before = await table_counts(settings.database_url)
+    assert before["users"] == 1 and before["sessions"] == 1 and before["tasks"] == 3
+    await app.state.db.dispose()
+    for revision, down in reversed(revisions()[1:]):
+        migrate(settings.database_url, "downgrade", down)
+        during = await table_counts(settings.database_url)
+        for table, count in during.items():
+            assert count == before.get(table, count), f"{table} lost rows when leaving {revision}"
+        migrate(settings.database_url, "upgrade", "head")
+        assert await table_counts(settings.database_url) == before
+
+
+async def test_r7_downgrade_base_and_upgrade_head_on_a_populated_database(client, app, settings):
+    await populate(client)
+    await app.state.db.dispose()
+    migrate(settings.database_url, "downgrade", "base")
+    assert await table_counts(settings.database_url) == {}
+    migrate(settings.database_url, "upgrade", "head")
+    counts = await table_counts(settings.database_url)
+    assert counts["users"] == counts["sessions"] == counts["tasks"] == 0
+
+
+def test_r7_alembic_check_finds_no_drift(database_url):
+    env = {
+        "DATABASE_URL": database_url,
+        "APP_ENV": "test",
+        "SECRET_KEY": "x" * 40,
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "check"],
+        cwd=ROOT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "No new upgrade operations detected" in result.stdout + result.stderr
+
+
+def test_migration_history_is_linear():
+    heads = ScriptDirectory.from_config(Config(str(ROOT_DIR / "alembic.ini"))).get_heads()
+    assert len(heads) == 1
+    downs = [down for _, down in revisions()]
+    assert downs[0] is None and len(set(downs)) == len(downs)

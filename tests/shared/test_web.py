@@ -1,0 +1,191 @@
+"""Request integrity and responses: CSRF (S21–S24), headers (S47), errors (S48), probes (R9)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from litestar import get
+from sqlalchemy import func, select
+
+from app import create_app
+from features.tasks.models import Task
+from tests.support import csrf, register
+
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def concrete_path(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "00000000-0000-7000-8000-000000000000", path)
+
+
+async def test_s21_every_unsafe_route_rejects_missing_or_wrong_csrf_token(client, app):
+    await register(client, "ann@example.com")
+    await client.post(
+        "/tasks", data={"title": "keep me", "_csrf_token": await csrf(client, "/tasks")}
+    )
+    checked = []
+    for route in app.routes:
+        for method in sorted(getattr(route, "methods", set()) & UNSAFE):
+            path = concrete_path(route.path)
+            for data in ({}, {"_csrf_token": "forged"}):
+                response = await client.request(
+                    method, path, data={**data, "title": "x", "status": "completed"}
+                )
+                assert response.status_code == 403, (method, route.path, data)
+            header = await client.request(method, path, headers={"X-CSRF-Token": "forged"})
+            assert header.status_code == 403, (method, route.path)
+            checked.append((method, route.path))
+    assert (
+        ("POST", "/tasks") in checked
+        and ("POST", "/logout") in checked
+        and ("POST", "/login") in checked
+    )
+    async with app.state.db.reader() as session:
+        assert await session.scalar(select(func.count()).select_from(Task)) == 1
+    assert (
+        await client.get("/dashboard")
+    ).status_code == 200  # still signed in: logout was refused
+
+
+async def test_s21_guest_forms_need_the_token_of_their_own_cookie(client, other_client):
+    token = await csrf(client, "/login")
+    # A token minted for another browser's cookie does not work here.
+    response = await other_client.post(
+        "/login", data={"email": "a@b.c", "password": "x" * 10, "_csrf_token": token}
+    )
+    assert response.status_code == 403
+
+
+async def test_s22_csrf_token_is_bound_to_the_session_and_renewed_at_login(client, other_client):
+    guest_token = await csrf(client, "/login")
+    await register(client, "ann@example.com")
+    signed_in_token = await csrf(client, "/tasks")
+    assert signed_in_token != guest_token
+    refused = await client.post("/tasks", data={"title": "x", "_csrf_token": guest_token})
+    assert refused.status_code == 403
+    await register(other_client, "bob@example.com")
+    cross = await other_client.post("/tasks", data={"title": "x", "_csrf_token": signed_in_token})
+    assert cross.status_code == 403
+    await client.post("/logout", data={"_csrf_token": signed_in_token})
+    from tests.support import login
+
+    await login(client, "ann@example.com")
+    assert await csrf(client, "/tasks") != signed_in_token
+
+
+async def test_s23_cross_origin_unsafe_requests_are_refused(client):
+    await register(client, "ann@example.com")
+    token = await csrf(client, "/tasks")
+    data = {"title": "x", "_csrf_token": token}
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "null"},
+    ):
+        assert (await client.post("/tasks", data=data, headers=headers)).status_code == 403, headers
+    ok = await client.post(
+        "/tasks",
+        data=data,
+        headers={"Origin": "http://testserver.local", "Sec-Fetch-Site": "same-origin"},
+    )
+    assert ok.status_code == 303
+
+
+async def test_s24_get_never_changes_state_and_unused_methods_are_405(client, app):
+    await register(client, "ann@example.com")
+    token = await csrf(client, "/tasks")
+    await client.post("/tasks", data={"title": "x", "_csrf_token": token})
+    async with app.state.db.reader() as session:
+        task_id = await session.scalar(select(Task.id))
+    assert (await client.get(f"/tasks/{task_id}/delete")).status_code == 405
+    assert (await client.get(f"/tasks/{task_id}/status?status=completed")).status_code == 405
+    assert (await client.put("/tasks", data={"_csrf_token": token})).status_code == 405
+    async with app.state.db.reader() as session:
+        assert await session.scalar(select(func.count()).select_from(Task)) == 1
+
+
+async def test_s47_security_headers_on_every_response(client):
+    await register(client, "ann@example.com")
+    for path in ("/login", "/dashboard", "/static/app.css", "/healthz", "/does-not-exist"):
+        response = await client.get(path)
+        csp = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp, path
+        assert re.search(r"script-src 'self' 'nonce-[A-Za-z0-9_-]{16,}'", csp), path
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+        assert "strict-transport-security" not in response.headers  # plain http here
+        assert response.headers["x-request-id"]
+
+
+async def test_s47_nonce_in_page_matches_header_and_hsts_over_https(client, settings):
+    response = await client.get("/login")
+    nonce = re.search(r"'nonce-([^']+)'", response.headers["content-security-policy"]).group(1)
+    assert f'nonce="{nonce}"' in response.text
+    https_app = create_app(settings.model_copy(update={"app_url": "https://app.example"}))
+    from tests.conftest import make_browser, running
+
+    async with running(https_app), make_browser(https_app) as browser:
+        secure = await browser.get("/login")
+    assert secure.headers["strict-transport-security"].startswith("max-age=")
+    cookie = secure.headers["set-cookie"]
+    assert cookie.startswith("__Host-csrf=") and "Secure" in cookie
+
+
+async def test_s48_error_pages_have_real_status_and_leak_nothing(client, app):
+    missing = await client.get("/nope/../../etc/passwd")
+    assert missing.status_code == 404 and "Page not found" in missing.text
+
+    @get("/boom", opt={"public": True})
+    async def boom() -> None:
+        raise RuntimeError("SELECT password_hash FROM users -- /srv/secret/path")
+
+    app.register(boom)
+    response = await client.get("/boom")
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    assert response.headers["x-request-id"] in response.text
+    for leak in ("Traceback", "password_hash", "/srv/secret/path", "RuntimeError"):
+        assert leak not in response.text
+
+
+async def test_s48_403_and_405_pages(client):
+    forbidden = await client.post("/login", data={})
+    assert forbidden.status_code == 403 and "<h1>Forbidden</h1>" in forbidden.text
+    wrong_method = await client.delete("/login")
+    assert wrong_method.status_code == 405
+
+
+async def test_r9_health_and_readiness(client, app):
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "migrations": "ok"}
+
+
+async def test_r9_readiness_fails_when_schema_is_behind_head(client, app):
+    app.state.migration_head = "9999_future"
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "not ready"
+
+
+async def test_r9_readiness_fails_when_the_database_is_unreachable(tmp_path, settings):
+    broken = create_app(
+        settings.model_copy(
+            update={"database_url": f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.sqlite"}
+        )
+    )
+    from tests.conftest import make_browser, running
+
+    async with running(broken), make_browser(broken) as browser:
+        response = await browser.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"].startswith("unavailable")
+
+
+@pytest.mark.parametrize("path", ["/login", "/register"])
+async def test_signed_in_visitors_skip_guest_pages(client, path):
+    await register(client, "ann@example.com")
+    response = await client.get(path)
+    assert response.status_code == 303 and response.headers["location"] == "/dashboard"
