@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,7 +55,9 @@ class AuthController(Controller):
         return Redirect("/dashboard" if request.scope.get("user") else "/login", status_code=303)
 
     @get("/login", opt={"public": True}, name="auth.login")
-    async def login_page(self, request: Request, next: str | None = None) -> Template | Redirect:
+    async def login_page(
+        self, request: Request, next: FromQuery[str | None] = None
+    ) -> Template | Redirect:
         """The sign-in form; a signed-in visitor goes straight on."""
         if request.scope.get("user"):
             return Redirect(safe_next(next), status_code=303)
@@ -118,7 +121,9 @@ class AuthController(Controller):
         return page(request, "auth/register.html", context, status_code=422)
 
     @get("/confirm-password", name="auth.confirm_password")
-    async def confirm_password_page(self, request: Request, next: str | None = None) -> Template:
+    async def confirm_password_page(
+        self, request: Request, next: FromQuery[str | None] = None
+    ) -> Template:
         """Ask for the password again before a sensitive action (S20)."""
         return page(
             request,
