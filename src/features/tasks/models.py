@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 import uuid
 
-from sqlalchemy import Enum, ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.database import Base, TimestampMixin, UUIDPrimaryKeyMixin, UUIDv7
+from shared.database.types import enum_column
 
 TITLE_MAX = 200
 
@@ -34,13 +35,6 @@ class Task(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     )  # indexed by the composite indexes below
     title: Mapped[str] = mapped_column(String(TITLE_MAX))
     status: Mapped[TaskStatus] = mapped_column(
-        Enum(
-            TaskStatus,
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            name="task_status",
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        enum_column(TaskStatus, "task_status"),
         default=TaskStatus.PENDING,
     )

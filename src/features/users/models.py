@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, String
+from sqlalchemy import Boolean, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.database import Base, ISOTimestamp, TimestampMixin, UUIDPrimaryKeyMixin
+from shared.database.types import enum_column
 
 
 class Role(enum.StrEnum):
@@ -27,14 +28,7 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     role: Mapped[Role] = mapped_column(
-        Enum(
-            Role,
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            name="role",
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        enum_column(Role, "role"),
         default=Role.USER,
     )
     google_id: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)

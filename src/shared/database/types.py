@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -91,3 +92,18 @@ class ISOTimestamp(TypeDecorator[datetime]):
         if isinstance(value, str):
             return parse_timestamp(value)
         return value.astimezone(UTC)
+
+
+def enum_column(enum_class: type[enum.Enum], name: str) -> sa.Enum:
+    """A non-native enum stored as its values' text, with a named CHECK constraint (DESIGN.md §2).
+
+    ``name`` names the constraint (``ck_<table>_<name>`` through the naming convention).
+    """
+    return sa.Enum(
+        enum_class,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        name=name,
+        values_callable=lambda members: [m.value for m in members],
+    )
