@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, String
+from sqlalchemy import Boolean, Enum, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.database import Base, ISOTimestamp, TimestampMixin, UUIDPrimaryKeyMixin
+from shared.database import Base, ISOTimestamp, TimestampMixin, UUIDPrimaryKeyMixin, UUIDv7
 
 
 class Role(enum.StrEnum):
@@ -44,3 +45,16 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
         Boolean(name="two_factor_enabled"), default=False
     )
     two_factor_confirmed_at: Mapped[datetime | None] = mapped_column(ISOTimestamp(), nullable=True)
+    # The chosen avatar (features.assets). users↔assets is a cycle, so this FK is created
+    # after both tables (use_alter) and has a fixed name; deleting the asset clears it.
+    avatar_asset_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUIDv7(),
+        ForeignKey(
+            "assets.id",
+            ondelete="SET NULL",
+            use_alter=True,
+            name="fk_users_avatar_asset_id_assets",
+        ),
+        nullable=True,
+        index=True,
+    )
