@@ -15,7 +15,7 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Stream, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -157,7 +157,10 @@ class AssetController(Controller):
 
     @get("/", name="assets.index")
     async def index(
-        self, request: Request, db_session: NamedDependency[AsyncSession], page: str | None = None
+        self,
+        request: Request,
+        db_session: NamedDependency[AsyncSession],
+        page: FromQuery[str | None] = None,
     ) -> Template:
         """The grid of the user's files, usage against the quota, and the upload form."""
         number = parse_page(page)

@@ -178,7 +178,8 @@ class AssetService:
             for saved_key in saved:
                 await self.storage.delete(saved_key)
             raise
-        incoming.path = None  # moved into storage (or copied from bytes)
+        if prepared.data is None:
+            incoming.path = None  # the work file itself was moved into storage
         return asset
 
     async def delete(self, user_id: uuid.UUID, asset_id: uuid.UUID) -> Asset:
