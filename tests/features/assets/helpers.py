@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from httpx import AsyncClient, Response
+from httpx import AsyncClient, Cookies, Response
 from PIL import Image
 from sqlalchemy import select
 
 from features.assets.models import Asset
+from shared.database import Database
 from tests.support import csrf, register
 
 
@@ -102,6 +105,14 @@ async def upload(
     return await client.post("/assets", files=files, data={"_csrf_token": token})
 
 
+def swap_cookies(client: AsyncClient, jar: Cookies | None = None) -> Cookies:
+    """Put ``jar`` (default: none) in ``client`` and return the cookies it had: several people
+    take turns on one client (one event loop, which asyncpg connections need)."""
+    old = Cookies(client.cookies)
+    client.cookies = jar if jar is not None else Cookies()
+    return old
+
+
 def raw_multipart(parts: list[tuple[bytes, bytes]], boundary: bytes = b"XyZzY0123") -> tuple:
     """A hand-built multipart body: ``parts`` are ``(header block, body)`` byte pairs."""
     body = b""
@@ -111,8 +122,19 @@ def raw_multipart(parts: list[tuple[bytes, bytes]], boundary: bytes = b"XyZzY012
     return body, f"multipart/form-data; boundary={boundary.decode()}"
 
 
+@asynccontextmanager
+async def own_db(app) -> AsyncIterator[Database]:
+    """A database handle on the test's own event loop (asyncpg connections are bound to the
+    loop that opened them; the app's pool may hold ones from the test client's loop)."""
+    db = Database(app.state.settings.database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
 async def assets_in_db(app) -> list[Asset]:
-    async with app.state.db.reader() as session:
+    async with own_db(app) as db, db.reader() as session:
         return list((await session.scalars(select(Asset).order_by(Asset.created_at))).all())
 
 

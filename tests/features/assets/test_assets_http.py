@@ -21,10 +21,12 @@ from tests.features.assets.helpers import (
     files_under,
     image_bytes,
     jpeg_with_exif,
+    own_db,
     png_declaring,
     png_decompression_bomb,
     raw_multipart,
     sign_up,
+    swap_cookies,
     upload,
 )
 from tests.support import csrf_from
@@ -350,31 +352,28 @@ async def test_s46_anonymous_visitors_get_no_file(client, app):
         assert response.headers["location"].startswith("/login")
 
 
-async def test_s38_another_user_cannot_see_download_delete_or_use_an_asset(
-    client, other_client, app, settings
-):
+async def test_s38_another_user_cannot_see_download_delete_or_use_an_asset(client, app, settings):
     token = await sign_up(client, "ann@example.com")
     await upload(client, token, "private.png", image_bytes("PNG"))
     [asset] = await assets_in_db(app)
-    bob_token = await sign_up(other_client, "bob@example.com")
+    swap_cookies(client)
+    bob_token = await sign_up(client, "bob@example.com")
     for path in ("file", "thumb", "download", "delete"):
-        response = await other_client.get(f"/assets/{asset.id}/{path}")
+        response = await client.get(f"/assets/{asset.id}/{path}")
         assert response.status_code == 404, path
         assert b"RIFF" not in response.content
     for path in ("delete", "avatar"):
-        response = await other_client.post(
-            f"/assets/{asset.id}/{path}", data={"_csrf_token": bob_token}
-        )
+        response = await client.post(f"/assets/{asset.id}/{path}", data={"_csrf_token": bob_token})
         assert response.status_code == 404, path
-    listing = await other_client.get("/assets")
+    listing = await client.get("/assets")
     assert "private.png" not in listing.text and "0 files" in listing.text
     assert [a.id for a in await assets_in_db(app)] == [asset.id]
     assert (settings.storage_dir / asset.path).exists()
-    async with app.state.db.reader() as session:
+    async with own_db(app) as db, db.reader() as session:
         bob = await session.scalar(select(User).where(User.email == "bob@example.com"))
         assert bob.avatar_asset_id is None
-    assert (await other_client.get("/assets/not-a-uuid/file")).status_code == 404
-    assert (await other_client.get(f"/assets/{uuid.uuid4()}/file")).status_code == 404
+    assert (await client.get("/assets/not-a-uuid/file")).status_code == 404
+    assert (await client.get(f"/assets/{uuid.uuid4()}/file")).status_code == 404
 
 
 HOSTILE_NAMES = [
@@ -464,9 +463,7 @@ async def test_delete_asks_first_then_removes_row_and_files(client, app, setting
     assert (await client.get(response.headers["location"])).status_code == 200
 
 
-async def test_avatar_shows_in_the_nav_for_everyone_and_goes_with_its_asset(
-    client, other_client, app
-):
+async def test_avatar_shows_in_the_nav_for_everyone_and_goes_with_its_asset(client, app):
     token = await sign_up(client, "ann@example.com")
     await upload(client, token, "me.png", image_bytes("PNG", (600, 400)))
     await upload(client, token, "cv.pdf", PDF_BYTES)
@@ -480,18 +477,21 @@ async def test_avatar_shows_in_the_nav_for_everyone_and_goes_with_its_asset(
     nav = f"/avatars/{image.user_id}?v={image.id}"
     assert nav in (await client.get("/dashboard")).text
 
-    await sign_up(other_client, "bob@example.com")
-    seen = await other_client.get(nav)
+    ann = swap_cookies(client)
+    await sign_up(client, "bob@example.com")
+    seen = await client.get(nav)
     assert seen.status_code == 200
     assert seen.headers["content-type"] == "image/webp"
     assert seen.headers["cache-control"] == "private, max-age=3600"
     assert Image.open(io.BytesIO(seen.content)).size == (320, 213)
-    assert (await other_client.get(f"/avatars/{uuid.uuid4()}")).status_code == 404
+    assert (await client.get(f"/avatars/{uuid.uuid4()}")).status_code == 404
 
+    bob = swap_cookies(client, ann)
     await client.post(f"/assets/{image.id}/delete", data={"_csrf_token": token})
     assert "/avatars/" not in (await client.get("/dashboard")).text
-    assert (await other_client.get(nav)).status_code == 404
-    async with app.state.db.reader() as session:
+    swap_cookies(client, bob)
+    assert (await client.get(nav)).status_code == 404
+    async with own_db(app) as db, db.reader() as session:
         ann = await session.scalar(select(User).where(User.email == "ann@example.com"))
         assert ann.avatar_asset_id is None
 

@@ -24,7 +24,9 @@ from tests.features.assets.helpers import (
     assets_in_db,
     files_under,
     image_bytes,
+    own_db,
     sign_up,
+    swap_cookies,
     upload,
 )
 
@@ -93,13 +95,15 @@ async def test_prune_reconciles_disk_and_database_both_ways(client, app, setting
     for path in (orphan, stale):
         _age(path)
 
-    dry = await prune(app.state.db, settings, dry_run=True)
+    async with own_db(app) as db:
+        dry = await prune(db, settings, dry_run=True)
     assert dry.orphan_files == [orphan.relative_to(root).as_posix()]
     assert dry.missing_rows == [lost.path]
     assert dry.stale_incoming == 1
     assert orphan.exists() and stale.exists() and len(await assets_in_db(app)) == 2
 
-    report = await prune(app.state.db, settings)
+    async with own_db(app) as db:
+        report = await prune(db, settings)
     assert report.orphan_files == [orphan.relative_to(root).as_posix()]
     assert report.missing_rows == [lost.path]
     assert not orphan.exists() and not stale.exists() and fresh.exists()
@@ -129,16 +133,17 @@ async def test_prune_command_reports_what_it_did(client, app, settings):
     assert not orphan.exists()
 
 
-async def test_deleting_a_user_deletes_their_files(client, other_client, app, settings):
+async def test_deleting_a_user_deletes_their_files(client, app, settings):
     token = await sign_up(client, "ann@example.com")
     await upload(client, token, "a.png", image_bytes("PNG"))
-    bob_token = await sign_up(other_client, "bob@example.com")
-    await upload(other_client, bob_token, "b.txt", b"bob\n")
+    swap_cookies(client)
+    bob_token = await sign_up(client, "bob@example.com")
+    await upload(client, bob_token, "b.txt", b"bob\n")
     ann_asset, bob_asset = await assets_in_db(app)
     assert await delete_user_files(settings, uuid.uuid4()) == 0
 
     # The account-deletion page deletes the row (assets cascade) and emits user_deleted.
-    async with app.state.db.write() as session:
+    async with own_db(app) as db, db.write() as session:
         await session.execute(delete(User).where(User.id == ann_asset.user_id))
     assert [a.id for a in await assets_in_db(app)] == [bob_asset.id]
     event = SecurityEvent(
@@ -155,6 +160,6 @@ async def test_deleting_a_user_deletes_their_files(client, other_client, app, se
     for _ in range(100):  # listeners run in the app's background task: poll up to ~2 s
         if not (settings.storage_dir / str(ann_asset.user_id)).exists():
             break
-        await other_client.get("/healthz")  # lets the app's event loop run the listener
+        await client.get("/healthz")  # lets the app's event loop run the listener
         await asyncio.sleep(0.02)
     assert files_under(settings.storage_dir) == [bob_asset.path]
