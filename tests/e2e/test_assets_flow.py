@@ -61,7 +61,10 @@ async def test_upload_with_progress_set_avatar_and_delete(page: Page, shot, tmp_
     await expect(sunset).to_contain_text("1920×1280")
     thumb = sunset.locator("img")
     await expect(thumb).to_be_visible()
-    assert await thumb.evaluate("img => img.complete && img.naturalWidth") == 320
+    await thumb.evaluate(
+        "img => img.complete || new Promise(done => img.addEventListener('load', done))"
+    )
+    assert await thumb.evaluate("img => img.naturalWidth") == 320
     await expect(cards.filter(has_text="Invoice 2026.pdf").locator(".asset-icon")).to_have_text(
         "PDF"
     )
@@ -74,22 +77,30 @@ async def test_upload_with_progress_set_avatar_and_delete(page: Page, shot, tmp_
     assert response.headers["content-type"] == "image/webp"
     assert response.headers["content-security-policy"].startswith("sandbox")
     assert response.headers["content-disposition"].startswith("inline;")
+    await page.goto(href)  # a sandboxed document that shows the image
+    assert await page.evaluate("document.images[0].naturalWidth") == 1920
+    await shot(page, "open-image")
+    await page.go_back()
 
     # Choose the portrait as avatar: it appears in the navigation.
     await cards.filter(has_text="portrait.png").get_by_role("button", name="Use as avatar").click()
     await expect(page.locator(".flash-success")).to_have_text("Your avatar is set.")
     avatar = page.locator("img.nav-avatar")
     await expect(avatar).to_be_visible()
-    assert await avatar.evaluate("img => img.complete && img.naturalWidth") == 320
-    await expect(
-        page.locator("li.asset", has_text="portrait.png").locator(".badge")
-    ).to_have_text("Avatar")
+    await page.wait_for_function(
+        "() => document.querySelector('img.nav-avatar').naturalWidth === 320"
+    )
+    await expect(page.locator("li.asset", has_text="portrait.png").locator(".badge")).to_have_text(
+        "Avatar"
+    )
     await shot(page, "avatar-set")
 
     # Delete the PDF after confirming.
-    await page.locator("li.asset", has_text="Invoice 2026.pdf").get_by_role(
-        "link", name="Delete"
-    ).click()
+    await (
+        page.locator("li.asset", has_text="Invoice 2026.pdf")
+        .get_by_role("link", name="Delete")
+        .click()
+    )
     await expect(page.get_by_role("heading", name="Delete “Invoice 2026.pdf”?")).to_be_visible()
     await shot(page, "confirm-delete")
     await page.get_by_role("button", name="Delete file").click()
@@ -97,9 +108,9 @@ async def test_upload_with_progress_set_avatar_and_delete(page: Page, shot, tmp_
     await expect(page.locator("li.asset")).to_have_count(2)
 
     # Deleting the avatar's image removes the avatar too.
-    await page.locator("li.asset", has_text="portrait.png").get_by_role(
-        "link", name="Delete"
-    ).click()
+    await (
+        page.locator("li.asset", has_text="portrait.png").get_by_role("link", name="Delete").click()
+    )
     await page.get_by_role("button", name="Delete file").click()
     await expect(page.locator("li.asset")).to_have_count(1)
     await expect(page.locator("img.nav-avatar")).to_have_count(0)

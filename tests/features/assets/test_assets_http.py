@@ -179,6 +179,24 @@ async def test_s41_upload_route_sets_its_own_request_body_limit(app):
     assert UPLOAD_REQUEST_MAX_BYTES < 100 * 1024 * 1024
 
 
+@pytest.mark.parametrize("js", [True, False], ids=["streamed", "form"])
+async def test_s41_a_body_over_the_route_limit_is_413_before_the_handler_runs(
+    client, app, settings, js
+):
+    # Lower this app's copy of the route's limit (the CSRF middleware reads the plain form's
+    # body under the same limit, before any handler code runs).
+    [route] = [r for r in app.routes if r.path == "/assets"]
+    [handler] = [h for h in route.route_handlers if "POST" in h.http_methods]
+    handler.request_max_body_size = 5000
+    token = await sign_up(client, "ann@example.com")
+    response = await upload(client, token, "big.txt", b"z" * 6000, js=js)
+    assert response.status_code == 413
+    ok = await upload(client, token, "small.txt", b"z" * 4000, js=js)
+    assert ok.status_code in (201, 303)
+    assert [a.original_name for a in await assets_in_db(app)] == ["small.txt"]
+    assert len(files_under(settings.storage_dir)) == 1
+
+
 @pytest.mark.parametrize(
     ("name", "data", "content_type", "stored_type"),
     [
