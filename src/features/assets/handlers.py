@@ -14,7 +14,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Stream, Template
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -189,12 +189,23 @@ class AssetController(Controller):
                     ("", Rejected("quota", 422, "Your storage is full. Delete some files first."))
                 )
             else:
-                files = await receive_files(
-                    request,
-                    Path(spool_dir(settings)),
-                    max_bytes=settings.asset_max_bytes,
-                    max_files=MAX_FILES_PER_REQUEST,
-                )
+                try:
+                    files = await receive_files(
+                        request,
+                        Path(spool_dir(settings)),
+                        max_bytes=settings.asset_max_bytes,
+                        max_files=MAX_FILES_PER_REQUEST,
+                    )
+                except HTTPException as exc:  # body over the route limit, malformed, too many
+                    emit_security_event(
+                        request,
+                        "upload_rejected",
+                        user_id=user_id,
+                        outcome="failure",
+                        reason="too_large" if exc.status_code == 413 else "malformed",
+                        status=exc.status_code,
+                    )
+                    raise
                 if not files:
                     refused.append(("", Rejected("no_file", 422, "Choose a file to upload.")))
             for incoming in files:

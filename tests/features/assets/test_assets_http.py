@@ -181,7 +181,7 @@ async def test_s41_upload_route_sets_its_own_request_body_limit(app):
 
 @pytest.mark.parametrize("js", [True, False], ids=["streamed", "form"])
 async def test_s41_a_body_over_the_route_limit_is_413_before_the_handler_runs(
-    client, app, settings, js
+    client, app, settings, js, rejections
 ):
     # Lower this app's copy of the route's limit (the CSRF middleware reads the plain form's
     # body under the same limit, before any handler code runs).
@@ -191,6 +191,8 @@ async def test_s41_a_body_over_the_route_limit_is_413_before_the_handler_runs(
     token = await sign_up(client, "ann@example.com")
     response = await upload(client, token, "big.txt", b"z" * 6000, js=js)
     assert response.status_code == 413
+    if js:  # streamed: the handler sees Litestar's 413 and records it
+        assert [(e["reason"], e["status"]) for e in rejections] == [("too_large", 413)]
     ok = await upload(client, token, "small.txt", b"z" * 4000, js=js)
     assert ok.status_code in (201, 303)
     assert [a.original_name for a in await assets_in_db(app)] == ["small.txt"]
@@ -546,3 +548,21 @@ async def test_assets_page_pages_and_refuses_bad_page_numbers(client):
     assert (await client.get("/assets?page=abc")).status_code == 404
     assert (await client.get("/assets?page=2")).status_code == 404
     assert (await client.get("/assets?page=1")).status_code == 200
+
+
+async def test_too_many_files_or_a_malformed_body_are_refused_and_leave_nothing(
+    client, app, settings
+):
+    token = await sign_up(client, "ann@example.com")
+    parts = [
+        (f'Content-Disposition: form-data; name="file"; filename="{n}.txt"'.encode(), b"x")
+        for n in range(21)
+    ]
+    body, content_type = raw_multipart(parts)
+    headers = {"content-type": content_type, "x-csrf-token": token, "accept": "application/json"}
+    assert (await client.post("/assets", content=body, headers=headers)).status_code == 413
+    headers["content-type"] = "multipart/form-data; boundary=nothere"
+    garbage = b"--elsewhere\r\nnot a multipart body at all"
+    assert (await client.post("/assets", content=garbage, headers=headers)).status_code == 400
+    assert await assets_in_db(app) == []
+    assert files_under(settings.storage_dir) == []
