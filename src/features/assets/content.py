@@ -148,7 +148,7 @@ def _prepare_image(image: Image.Image, max_pixels: int) -> Prepared:
             )
             mode = "RGBA" if has_alpha else "RGB"
             converted = oriented.convert(mode)
-        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        except Exception:  # damaged data or EXIF (Pillow raises many kinds): refuse the file
             raise Rejected(
                 "image_unreadable", 422, "The image could not be read (damaged or truncated)."
             ) from None

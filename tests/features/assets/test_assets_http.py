@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import uuid
@@ -566,3 +567,14 @@ async def test_too_many_files_or_a_malformed_body_are_refused_and_leave_nothing(
     assert (await client.post("/assets", content=garbage, headers=headers)).status_code == 400
     assert await assets_in_db(app) == []
     assert files_under(settings.storage_dir) == []
+
+
+async def test_s41_concurrent_uploads_cannot_overshoot_the_quota(small):
+    token = await sign_up(small, "ann@example.com")
+    assert (await upload(small, token, "a.txt", b"a" * 1000)).status_code == 201
+    results = await asyncio.gather(
+        *(upload(small, token, f"{n}.txt", bytes([65 + n]) * 1000) for n in range(3))
+    )
+    assert sorted(r.status_code for r in results) == [201, 422, 422]
+    assets = await assets_in_db(small.app_under_test)
+    assert sum(a.size for a in assets) == 2000
