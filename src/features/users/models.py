@@ -6,10 +6,11 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, ForeignKey, String
+from sqlalchemy import Boolean, Enum, String
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.schema import ForeignKey
 
-from shared.database import Base, ISOTimestamp, TimestampMixin, UUIDPrimaryKeyMixin, UUIDv7
+from shared.database import Base, ISOTimestamp, TimestampMixin, UUIDPrimaryKeyMixin
 
 
 class Role(enum.StrEnum):
@@ -48,13 +49,11 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     # The chosen avatar (features.assets). users↔assets is a cycle, so this FK is created
     # after both tables (use_alter) and has a fixed name; deleting the asset clears it.
     avatar_asset_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUIDv7(),
         ForeignKey(
             "assets.id",
             ondelete="SET NULL",
             use_alter=True,
             name="fk_users_avatar_asset_id_assets",
         ),
-        nullable=True,
         index=True,
     )
