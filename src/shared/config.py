@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = 19456
     argon2_parallelism: int = 1
 
+    # Uploads (SECURITY.md S41, S44): per-file cap, per-user quota (bytes), image pixel cap.
+    asset_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    asset_quota_bytes: int = Field(default=100 * 1024 * 1024, ge=0)
+    asset_max_pixels: int = Field(default=40_000_000, gt=0)
+
     @model_validator(mode="after")
     def _secret_key_policy(self) -> Settings:
         if self.app_env == "production":

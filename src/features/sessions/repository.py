@@ -30,6 +30,7 @@ _LOOKUP = (
         _u.c.name,
         _u.c.email,
         _u.c.role,
+        _u.c.avatar_asset_id,
     )
     .select_from(_s.join(_u, _u.c.id == _s.c.user_id))
     .where(_s.c.token_hash == bindparam("token_hash"))

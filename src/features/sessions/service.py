@@ -32,12 +32,17 @@ USER_AGENT_MAX = 512
 
 @dataclass(frozen=True, slots=True)
 class CurrentUser:
-    """The signed-in user as the request sees it (``request.user``)."""
+    """The signed-in user as the request sees it (``request.user``).
+
+    ``avatar_id`` is the chosen avatar asset (``users.avatar_asset_id``), read by the same
+    query, so the layout can show ``/avatars/<id>`` without another query.
+    """
 
     id: uuid.UUID
     name: str
     email: str
     role: str
+    avatar_id: uuid.UUID | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -188,7 +193,13 @@ async def resolve(
             await repository.touch(conn, row.id, now)
         last_activity = now
     payload: dict[str, Any] = row.payload or {}
-    user = CurrentUser(id=row.user_id, name=row.name, email=row.email, role=str(row.role))
+    user = CurrentUser(
+        id=row.user_id,
+        name=row.name,
+        email=row.email,
+        role=str(row.role),
+        avatar_id=row.avatar_asset_id,
+    )
     info = SessionInfo(
         id=row.id,
         user_id=row.user_id,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 
 from sqlalchemy import Boolean, String
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.schema import ForeignKey
 
 from shared.database import Base, ISOTimestamp, TimestampMixin, UUIDPrimaryKeyMixin
 from shared.database.types import enum_column
@@ -38,3 +40,14 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
         Boolean(name="two_factor_enabled"), default=False
     )
     two_factor_confirmed_at: Mapped[datetime | None] = mapped_column(ISOTimestamp(), nullable=True)
+    # The chosen avatar (features.assets). users↔assets is a cycle, so this FK is created
+    # after both tables (use_alter) and has a fixed name; deleting the asset clears it.
+    avatar_asset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(
+            "assets.id",
+            ondelete="SET NULL",
+            use_alter=True,
+            name="fk_users_avatar_asset_id_assets",
+        ),
+        index=True,
+    )
