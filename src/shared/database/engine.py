@@ -48,15 +48,38 @@ def _on_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN")
 
 
-def build_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def _size_cap(max_size_mb: int) -> Any:
+    """A ``connect`` listener capping the file at ``max_size_mb`` MiB (``PRAGMA max_page_count``).
+
+    A write that would grow the file beyond the cap fails with SQLITE_FULL ("database or disk
+    is full"), exactly as on a full disk: the transaction rolls back and the app answers 503
+    (SECURITY.md R10). Freed pages are reused, so deleting rows makes room again.
+    """
+
+    def cap(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
+            pages = max(1, max_size_mb * 1024 * 1024 // page_size)
+            cursor.execute(f"PRAGMA max_page_count={int(pages)}")
+        finally:
+            cursor.close()
+
+    return cap
+
+
+def build_engine(url: str, *, max_size_mb: int = 0, **kwargs: Any) -> AsyncEngine:
     """Create the async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
 
-    For SQLite the connection listeners above are installed. Call this inside the app's
-    lifespan (after any fork), never at import (SECURITY.md R5).
+    For SQLite the connection listeners above are installed; ``max_size_mb`` > 0 caps the
+    database file (SQLite only). Call this inside the app's lifespan (after any fork), never
+    at import (SECURITY.md R5).
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=8, max_overflow=8, **kwargs)
         event.listen(engine.sync_engine, "connect", _on_connect)
+        if max_size_mb > 0:
+            event.listen(engine.sync_engine, "connect", _size_cap(max_size_mb))
         event.listen(engine.sync_engine, "begin", _on_begin)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
@@ -68,10 +91,10 @@ class Database:
     On PostgreSQL both factories behave the same (READ COMMITTED transactions).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, max_size_mb: int = 0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.engine = build_engine(url)
+        self.engine = build_engine(url, max_size_mb=max_size_mb)
         self.write_engine = self.engine.execution_options(**{BEGIN_MODE: "immediate"})
         self.reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self.writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
