@@ -48,6 +48,17 @@ def _on_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN")
 
 
+def _on_error(context: Any) -> None:
+    """Treat "attempt to write a readonly database" as a lost connection (SECURITY.md R11).
+
+    SQLite decides read-only or read-write when a connection opens and keeps it; marking the
+    error a disconnect makes SQLAlchemy discard the pool, so once the file (or mount) is
+    writable again the next connections can write: the app recovers without a restart.
+    """
+    if "readonly database" in str(context.original_exception):
+        context.is_disconnect = True
+
+
 def _size_cap(max_size_mb: int) -> Any:
     """A ``connect`` listener capping the file at ``max_size_mb`` MiB (``PRAGMA max_page_count``).
 
@@ -59,7 +70,8 @@ def _size_cap(max_size_mb: int) -> Any:
     def cap(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
+            cursor.execute("PRAGMA page_size")
+            page_size = cursor.fetchone()[0]
             pages = max(1, max_size_mb * 1024 * 1024 // page_size)
             cursor.execute(f"PRAGMA max_page_count={int(pages)}")
         finally:
@@ -81,6 +93,7 @@ def build_engine(url: str, *, max_size_mb: int = 0, **kwargs: Any) -> AsyncEngin
         if max_size_mb > 0:
             event.listen(engine.sync_engine, "connect", _size_cap(max_size_mb))
         event.listen(engine.sync_engine, "begin", _on_begin)
+        event.listen(engine.sync_engine, "handle_error", _on_error)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
 
