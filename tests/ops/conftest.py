@@ -114,12 +114,13 @@ class AppProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
-        # Wait until no process of the group is left (workers die just after the main one).
+        # The workers die with the group; once nothing listens on the port, none is left
+        # running (a killed worker may linger as a zombie, which holds no files).
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                os.killpg(self.process.pid, 0)
-            except ProcessLookupError:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
                 break
             time.sleep(0.02)
 
