@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.ops.conftest import AppProcess, check_database, signed_in_client, task_titles
+from tests.ops.server import AppProcess, check_database, signed_in_client, task_titles
 
 CYCLES = int(os.environ.get("R4_CYCLES", "20"))
 WRITERS = 4

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.ops.conftest import (
+from tests.ops.server import (
     AppProcess,
     check_database,
     read_only_file,
