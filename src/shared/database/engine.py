@@ -8,6 +8,7 @@ SQLITE_BUSY_SNAPSHOT (R2); read-only transactions begin with a plain ``BEGIN``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +58,15 @@ def _on_error(context: Any) -> None:
     """
     if "readonly database" in str(context.original_exception):
         context.is_disconnect = True
+        # End the transaction first: the failed statement is still referenced by the
+        # exception, so closing alone would leave a "zombie" connection holding a read lock
+        # (which would stall the shutdown checkpoint for the busy timeout).
+        connection = context.connection
+        dbapi_connection = connection.connection.dbapi_connection if connection else None
+        if dbapi_connection is not None:
+            with contextlib.suppress(Exception):
+                dbapi_connection.rollback()
+        context.invalidate_pool_on_disconnect = False
 
 
 def _size_cap(max_size_mb: int) -> Any:
