@@ -148,7 +148,9 @@ def read_only_file(path: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            path.chmod(0o644)
+            # SQLite gave any -wal/-shm it created meanwhile the file's mode: fix them too.
+            for file in path.parent.glob(f"{path.name}*"):
+                file.chmod(0o644)
         return
     subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
     try:
