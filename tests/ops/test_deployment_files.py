@@ -12,22 +12,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from shared.config import ROOT_DIR, Settings
 from shared.database.migrations import head_revision
 from tests.conftest import SECRET_KEY
-from tests.ops.server import AppProcess
+from tests.ops.server import AppProcess, free_port
 
 ENTRYPOINT = ROOT_DIR / "docker" / "entrypoint.sh"
 HEALTHCHECK = ROOT_DIR / "docker" / "healthcheck.py"
@@ -107,6 +111,61 @@ def test_entrypoint_stops_when_the_migration_fails(tmp_path: Path) -> None:
     result = _run_entrypoint(tmp_path, "python", "-c", "print('command ran')")
     assert result.returncode != 0
     assert "command ran" not in result.stdout
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_entrypoint_serves_with_two_granian_workers_and_stops_cleanly_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    """The image's default command, run as the container runs it (a fresh, empty ``db``)."""
+    port = free_port()
+    venv_bin = str(Path(sys.executable).parent)
+    process = subprocess.Popen(
+        [str(ENTRYPOINT)],
+        env={
+            **os.environ,
+            "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+            "DB_DIR": str(tmp_path),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite'}",
+            "STORAGE_DIR": str(tmp_path / "assets"),
+            "APP_ENV": "production",
+            "APP_URL": f"http://127.0.0.1:{port}",
+            "SECRET_KEY": SECRET_KEY,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WEB_CONCURRENCY": "2",
+            "GRACEFUL_TIMEOUT": "5",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        env = {**os.environ, "PORT": str(port)}
+        deadline = time.monotonic() + 60
+        while not _answers(f"http://127.0.0.1:{port}/healthz"):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        # What Docker's HEALTHCHECK runs:
+        assert subprocess.run([sys.executable, HEALTHCHECK], env=env).returncode == 0
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        assert ready.status_code == 200, ready.text
+        process.send_signal(signal.SIGTERM)  # the entrypoint exec'd Granian: it gets the signal
+        assert process.wait(timeout=20) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    output = process.stdout.read().decode()
+    assert output.count("Started worker") == 2, output
+    wal = tmp_path / "app.sqlite-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
 
 
 def test_healthcheck_script_reports_the_servers_liveness(ops_dir: Path) -> None:
