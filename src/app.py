@@ -16,7 +16,6 @@ from litestar import Litestar
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.logging import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.plugins import CLIPluginProtocol
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -24,6 +23,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 import features.assets as assets_feature
+import features.backup as backup_feature
 import features.core.auth as auth_feature
 import features.dashboard as dashboard_feature
 import features.sessions as sessions_feature
@@ -34,8 +34,11 @@ from shared.config import ROOT_DIR, Settings, get_settings
 from shared.database import Database
 from shared.database.dependencies import provide_db_session
 from shared.database.migrations import head_revision
+from shared.database.serving import hold_serving_lock
+from shared.logs import logging_config
 from shared.security.passwords import Passwords
 from shared.web import templating
+from shared.web.access_log import AccessLog
 from shared.web.csrf import CSRFMiddleware
 from shared.web.errors import exception_handlers
 from shared.web.guards import requires_user
@@ -49,6 +52,7 @@ FEATURES: tuple[ModuleType, ...] = (
     tasks_feature,
     dashboard_feature,
     assets_feature,
+    backup_feature,
 )
 SHARED_WEB = Path(__file__).parent / "shared" / "web"
 
@@ -77,11 +81,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.db = Database(settings.database_url)
+        app.state.db = Database(settings.database_url, max_size_mb=settings.database_max_size_mb)
+        serving = await hold_serving_lock(settings.database_url)  # see `litestar db restore`
         try:
             yield
         finally:
             await app.state.db.dispose()
+            serving.release()
 
     template_dirs = [SHARED_WEB / "templates"] + [f.template_dir for f in FEATURES]
     template_config = TemplateConfig(
@@ -96,10 +102,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         include_in_schema=False,
         cache_control=None,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[healthz, readyz, static, *(r for f in FEATURES for r in f.routes)],
         listeners=[listener for f in FEATURES for listener in f.listeners],
-        lifespan=[lifespan],
+        lifespan=[lifespan, *(h for f in FEATURES for h in getattr(f, "lifespans", ()))],
         state=State(_initial_state(settings)),
         dependencies={"db_session": Provide(provide_db_session)},
         middleware=[DefineMiddleware(SessionMiddleware), DefineMiddleware(CSRFMiddleware)],
@@ -110,12 +116,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plugins=[FeatureCLI()],
         openapi_config=None,
         response_cache_config=ResponseCacheConfig(),
-        logging_config=LoggingConfig(
-            root={"level": "INFO", "handlers": ["queue_listener"]},
-            log_exceptions="never",
-        ),
+        logging_config=logging_config(settings.log_format, settings.app_env, settings.log_level),
         debug=False,
     )
+    app.asgi_handler = AccessLog(app.asgi_handler)  # outermost: logs 404s and errors too
+    return app
 
 
 def _initial_state(settings: Settings) -> dict[str, object]:

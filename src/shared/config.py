@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     redis_url: str = ""
     trusted_proxies: list[str] = Field(default_factory=list)
 
+    # Operations (README "Backups", "Operations"; SECURITY.md R6, R10).
+    backup_dir: Path = DB_DIR / "backups"
+    backup_keep: int = 7
+    backup_interval_minutes: int = 0  # 0: no schedule inside the app
+    database_max_size_mb: int = 0  # SQLite only: PRAGMA max_page_count cap; 0: no cap
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: json in production
+    log_level: str = "INFO"
+
     # Sessions (SECURITY.md S14, S15).
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12

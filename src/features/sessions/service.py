@@ -9,12 +9,14 @@ once per ``session_touch_seconds`` (default 60), so read-only requests almost ne
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.sessions import repository
@@ -26,6 +28,8 @@ from shared.database import Database
 from shared.database.types import format_timestamp, parse_timestamp
 from shared.security.tokens import new_token, token_hash
 from shared.web.cookies import cookie_name
+
+logger = logging.getLogger(__name__)
 
 USER_AGENT_MAX = 512
 
@@ -189,9 +193,12 @@ async def resolve(
         return None
     last_activity = row.last_activity
     if (now - last_activity).total_seconds() >= settings.session_touch_seconds:
-        async with db.write_engine.begin() as conn:
-            await repository.touch(conn, row.id, now)
-        last_activity = now
+        try:
+            async with db.write_engine.begin() as conn:
+                await repository.touch(conn, row.id, now)
+            last_activity = now
+        except OperationalError:  # read-only, full or locked database: reads still work (R11)
+            logger.warning("session touch skipped: database not writable")
     payload: dict[str, Any] = row.payload or {}
     user = CurrentUser(
         id=row.user_id,

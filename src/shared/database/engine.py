@@ -8,6 +8,7 @@ SQLITE_BUSY_SNAPSHOT (R2); read-only transactions begin with a plain ``BEGIN``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,16 +49,61 @@ def _on_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN")
 
 
-def build_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def _on_error(context: Any) -> None:
+    """Treat "attempt to write a readonly database" as a lost connection (SECURITY.md R11).
+
+    SQLite decides read-only or read-write when a connection opens and keeps it; marking the
+    error a disconnect makes SQLAlchemy discard the pool, so once the file (or mount) is
+    writable again the next connections can write: the app recovers without a restart.
+    """
+    if "readonly database" in str(context.original_exception):
+        context.is_disconnect = True
+        # End the transaction first: the failed statement is still referenced by the
+        # exception, so closing alone would leave a "zombie" connection holding a read lock
+        # (which would stall the shutdown checkpoint for the busy timeout).
+        connection = context.connection
+        dbapi_connection = connection.connection.dbapi_connection if connection else None
+        if dbapi_connection is not None:
+            with contextlib.suppress(Exception):
+                dbapi_connection.rollback()
+        context.invalidate_pool_on_disconnect = False
+
+
+def _size_cap(max_size_mb: int) -> Any:
+    """A ``connect`` listener capping the file at ``max_size_mb`` MiB (``PRAGMA max_page_count``).
+
+    A write that would grow the file beyond the cap fails with SQLITE_FULL ("database or disk
+    is full"), exactly as on a full disk: the transaction rolls back and the app answers 503
+    (SECURITY.md R10). Freed pages are reused, so deleting rows makes room again.
+    """
+
+    def cap(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA page_size")
+            page_size = cursor.fetchone()[0]
+            pages = max(1, max_size_mb * 1024 * 1024 // page_size)
+            cursor.execute(f"PRAGMA max_page_count={int(pages)}")
+        finally:
+            cursor.close()
+
+    return cap
+
+
+def build_engine(url: str, *, max_size_mb: int = 0, **kwargs: Any) -> AsyncEngine:
     """Create the async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
 
-    For SQLite the connection listeners above are installed. Call this inside the app's
-    lifespan (after any fork), never at import (SECURITY.md R5).
+    For SQLite the connection listeners above are installed; ``max_size_mb`` > 0 caps the
+    database file (SQLite only). Call this inside the app's lifespan (after any fork), never
+    at import (SECURITY.md R5).
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=8, max_overflow=8, **kwargs)
         event.listen(engine.sync_engine, "connect", _on_connect)
+        if max_size_mb > 0:
+            event.listen(engine.sync_engine, "connect", _size_cap(max_size_mb))
         event.listen(engine.sync_engine, "begin", _on_begin)
+        event.listen(engine.sync_engine, "handle_error", _on_error)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
 
@@ -68,10 +114,10 @@ class Database:
     On PostgreSQL both factories behave the same (READ COMMITTED transactions).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, max_size_mb: int = 0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.engine = build_engine(url)
+        self.engine = build_engine(url, max_size_mb=max_size_mb)
         self.write_engine = self.engine.execution_options(**{BEGIN_MODE: "immediate"})
         self.reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self.writer = async_sessionmaker(self.write_engine, expire_on_commit=False)

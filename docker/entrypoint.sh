@@ -1,0 +1,24 @@
+#!/bin/sh
+# Container entrypoint (README "Deployment with Docker").
+#   entrypoint.sh            migrate once, then serve with Granian (the image's default)
+#   entrypoint.sh CMD ARGS…  migrate once, then run CMD (e.g. `litestar --app-dir src db backup`)
+# Several containers or workers may start at once on the same ./db: `flock` on
+# db/.migrate.lock lets exactly one run `alembic upgrade head` at a time; the others wait, then
+# find the schema at head and do nothing. A failed migration stops the container (exit != 0)
+# before anything serves. SKIP_MIGRATIONS=1 skips the step.
+set -eu
+
+APP_HOME=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+cd "$APP_HOME"
+DB_DIR=${DB_DIR:-$APP_HOME/db}
+mkdir -p "$DB_DIR"
+
+if [ "${SKIP_MIGRATIONS:-0}" != "1" ]; then
+  flock --timeout "${MIGRATE_LOCK_TIMEOUT:-300}" "$DB_DIR/.migrate.lock" alembic upgrade head
+fi
+
+if [ "$#" -eq 0 ] || [ "$1" = "serve" ]; then
+  cd "$APP_HOME/src"
+  exec granian --interface asgi --factory app:create_app --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" --workers "${WEB_CONCURRENCY:-2}" --workers-kill-timeout "${GRACEFUL_TIMEOUT:-20}" --respawn-failed-workers
+fi
+exec "$@"

@@ -1,0 +1,78 @@
+"""Log formatting: one JSON object per line in production, readable lines in development.
+
+``LOG_FORMAT=auto`` (the default) picks JSON when ``APP_ENV=production``. Request lines come
+from :mod:`shared.web.access_log`; their fields (``request_id``, ``method``, ``path``,
+``status``, ``duration_ms``, ``user_id``) are attributes of the log record, so the JSON
+formatter emits them as keys and the text formatter appends them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar.logging import LoggingConfig
+
+# Attributes every LogRecord has; anything else on a record is an ``extra`` field.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (ISO-8601 UTC, ms), ``level``, ``logger``, ``message``
+    plus the record's extra fields. Never multi-line: tracebacks are escaped inside ``message``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{self.formatException(record.exc_info)}"
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        entry.update(_extras(record))
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+_IN_MESSAGE = frozenset({"method", "path", "status"})  # access lines already say these
+
+
+class TextFormatter(logging.Formatter):
+    """``HH:MM:SS LEVEL logger: message key=value …`` for a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = {k: v for k, v in _extras(record).items() if k not in _IN_MESSAGE}
+        if extras:
+            line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+        return line
+
+
+def uses_json(log_format: str, app_env: str) -> bool:
+    """True when logs should be JSON lines (``LOG_FORMAT=json``, or ``auto`` in production)."""
+    return log_format == "json" or (log_format == "auto" and app_env == "production")
+
+
+def logging_config(log_format: str, app_env: str, level: str = "INFO") -> LoggingConfig:
+    """Litestar's logging config (stderr through a queue) with our formatter."""
+    formatter = JSONFormatter if uses_json(log_format, app_env) else TextFormatter
+    return LoggingConfig(
+        root={"level": level.upper(), "handlers": ["queue_listener"]},
+        formatters={"standard": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        log_exceptions="never",
+    )

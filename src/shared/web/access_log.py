@@ -1,0 +1,72 @@
+"""One log line per HTTP request (README "Operations").
+
+Fields: ``request_id`` (the one error pages show), ``method``, ``path``, ``status``,
+``duration_ms`` (float, from the first byte received to the last byte sent) and ``user_id``
+(``None`` for guests). The query string, headers and cookies are never logged, and path
+segments that look like secrets (long random strings that are not UUIDs, e.g. a reset token in
+``/reset/<token>``) are replaced by ``[redacted]`` (OWASP Logging Cheat Sheet, "Data to
+exclude"; ASVS 7.1.1).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.web.context import request_id
+
+logger = logging.getLogger("slicestar.access")
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_SECRET_LIKE = re.compile(r"^[A-Za-z0-9_\-.~%=]{24,}$")
+
+
+def safe_path(path: str) -> str:
+    """``path`` with token-like segments (≥ 24 URL-safe characters, not a UUID) redacted."""
+    return "/".join(
+        "[redacted]" if _SECRET_LIKE.match(part) and not _UUID.match(part) else part
+        for part in path.split("/")
+    )
+
+
+class AccessLog:
+    """ASGI wrapper around the whole application (outside routing, so 404s are logged too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server answers if the app fails before starting a response
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            user: Any = scope.get("user")
+            logger.info(
+                "%s %s %s",
+                scope["method"],
+                safe_path(scope["path"]),
+                status,
+                extra={
+                    "request_id": request_id(scope),
+                    "method": scope["method"],
+                    "path": safe_path(scope["path"]),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "user_id": str(user.id) if getattr(user, "id", None) else None,
+                },
+            )

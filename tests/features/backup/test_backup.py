@@ -1,0 +1,222 @@
+"""Backups and restores (SECURITY.md R6) with real files, real processes and the real CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+from litestar.testing import AsyncTestClient
+from PIL import Image
+
+from app import create_app
+from features.backup.cli import backup_command, restore_command
+from features.backup.schedule import scheduled_backups
+from features.backup.service import (
+    BackupError,
+    backup_if_due,
+    create_backup,
+    list_backups,
+    restore_backup,
+)
+from shared.config import ROOT_DIR, Settings
+from tests.conftest import SECRET_KEY
+from tests.ops.server import AppProcess, check_database, signed_in_client, task_titles
+from tests.support import DEFAULT_PASSWORD, login
+
+
+def _png(colour: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _settings(folder: Path, **changes: object) -> Settings:
+    values: dict[str, object] = {
+        "app_env": "test",
+        "secret_key": SECRET_KEY,
+        "database_url": f"sqlite+aiosqlite:///{folder / 'app.sqlite'}",
+        "app_url": "http://testserver.local",
+        "storage_dir": folder / "assets",
+        "backup_dir": folder / "backups",
+    }
+    return Settings(**{**values, **changes})
+
+
+def _cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``litestar --app-dir src db …`` as an operator runs it, for the database in ``folder``."""
+    env = {
+        **os.environ,
+        "APP_ENV": "production",
+        "SECRET_KEY": SECRET_KEY,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'app.sqlite'}",
+        "STORAGE_DIR": str(folder / "assets"),
+        "BACKUP_DIR": str(folder / "backups"),
+    }
+    litestar = Path(sys.executable).parent / "litestar"
+    return subprocess.run(
+        [str(litestar), "--app-dir", "src", "db", *args],
+        cwd=ROOT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_r6_backup_under_write_load_restores_into_a_fresh_folder_and_the_app_boots(
+    ops_dir: Path, tmp_path_factory
+) -> None:
+    server = AppProcess(ops_dir)
+    server.start()
+    avatar = _png("teal")
+    (ops_dir / "assets" / "ab").mkdir(parents=True)
+    (ops_dir / "assets" / "ab" / "avatar.png").write_bytes(avatar)
+    acknowledged: list[str] = []
+    stop = threading.Event()
+    try:
+        client, token = signed_in_client(server.base_url, "r6@example.com")
+
+        def write() -> None:
+            with httpx.Client(base_url=server.base_url, cookies=client.cookies) as http:
+                n = 0
+                while not stop.is_set():
+                    title = f"task {n}"
+                    response = http.post("/tasks", data={"title": title, "_csrf_token": token})
+                    assert response.status_code == 303
+                    acknowledged.append(title)
+                    n += 1
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        while len(acknowledged) < 20:
+            await asyncio.sleep(0.01)
+        before_backup = set(acknowledged)
+        result = await asyncio.to_thread(_cli, ops_dir, "backup")
+        during_backup = len(acknowledged)
+        while len(acknowledged) < during_backup + 10:  # writes go on after the backup
+            await asyncio.sleep(0.01)
+        stop.set()
+        writer.join(timeout=10)
+    finally:
+        stop.set()
+        server.terminate()
+    assert result.returncode == 0, result.stderr
+    assert "integrity_check ok" in result.stdout
+    archives = list_backups(ops_dir / "backups")
+    assert len(archives) == 1
+    assert oct(archives[0].stat().st_mode & 0o777) == "0o600"
+
+    fresh = tmp_path_factory.mktemp("restored")
+    restored = await asyncio.to_thread(_cli, fresh, "restore", "--yes", str(archives[0]))
+    assert restored.returncode == 0, restored.stderr
+    check_database(fresh / "app.sqlite")
+    titles = task_titles(fresh / "app.sqlite")
+    assert before_backup <= titles  # everything acknowledged before the backup started
+    assert titles <= set(acknowledged)  # and nothing that was never acknowledged
+    assert (fresh / "assets" / "ab" / "avatar.png").read_bytes() == avatar
+
+    app = create_app(_settings(fresh))
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as browser:
+        browser.follow_redirects = False
+        assert (await login(browser, "r6@example.com", DEFAULT_PASSWORD)).status_code == 303
+        page = await browser.get("/tasks", params={"q": "task 0"})
+        assert page.status_code == 200
+        assert "task 0" in page.text
+        # The backup folder is never served.
+        for path in (f"/db/backups/{archives[0].name}", f"/backups/{archives[0].name}"):
+            assert (await browser.get(path)).status_code == 404
+
+
+def test_restore_refuses_while_the_app_serves_unless_forced(ops_dir: Path) -> None:
+    settings = _settings(ops_dir)
+    archive = create_backup(settings).path
+    server = AppProcess(ops_dir)
+    server.start()
+    try:
+        refused = CliRunner().invoke(restore_command, [str(archive), "--yes"], obj=settings)
+        assert refused.exit_code == 1
+        assert "the app is serving this database" in refused.output
+        assert not list(ops_dir.glob("app.sqlite.pre-restore-*"))  # nothing was touched
+        forced = CliRunner().invoke(
+            restore_command, [str(archive), "--yes", "--force"], obj=settings
+        )
+        assert forced.exit_code == 0, forced.output
+        assert list(ops_dir.glob("app.sqlite.pre-restore-*"))
+    finally:
+        server.kill()
+    # Once the app is gone, a plain restore goes through.
+    again = CliRunner().invoke(restore_command, [str(archive), "--yes"], obj=settings)
+    assert again.exit_code == 0, again.output
+
+
+def test_backup_rotation_keeps_the_newest_archives(ops_dir: Path) -> None:
+    settings = _settings(ops_dir, backup_keep=2)
+    made = [create_backup(settings).path for _ in range(3)]
+    assert list_backups(settings.backup_dir) == [made[2], made[1]]
+    result = CliRunner().invoke(backup_command, ["--keep", "1"], obj=settings)
+    assert result.exit_code == 0, result.output
+    assert len(list_backups(settings.backup_dir)) == 1
+    assert "rotated out" in result.output
+
+
+def test_backup_and_restore_on_postgresql_point_to_pg_dump(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, database_url="postgresql+asyncpg://app@127.0.0.1/app")
+    for command, args in ((backup_command, []), (restore_command, [__file__, "--yes"])):
+        result = CliRunner().invoke(command, args, obj=settings)
+        assert result.exit_code == 1
+        assert "pg_dump" in result.output
+
+
+def test_restore_refuses_an_archive_with_unsafe_paths_or_a_damaged_database(ops_dir: Path) -> None:
+    settings = _settings(ops_dir)
+    original = (ops_dir / "app.sqlite").read_bytes()
+    evil = ops_dir / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as archive:
+        data = b"owned"
+        info = tarfile.TarInfo("../../outside.txt")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    try:
+        restore_backup(settings, evil)
+        raise AssertionError("an archive escaping its folder was restored")
+    except BackupError as exc:
+        assert "not a readable backup archive" in str(exc)
+    assert not (ops_dir.parent / "outside.txt").exists()
+
+    good = create_backup(settings).path
+    damaged = ops_dir / "damaged.tar.gz"
+    with tarfile.open(good, "r:gz") as source, tarfile.open(damaged, "w:gz") as target:
+        for member in source.getmembers():
+            content = source.extractfile(member).read()
+            if member.name == "database.sqlite":
+                content = content[:4096] + b"\0" * 4096 + content[8192:]
+            member.size = len(content)
+            target.addfile(member, io.BytesIO(content))
+    try:
+        restore_backup(settings, damaged)
+        raise AssertionError("a damaged database was restored")
+    except BackupError as exc:
+        assert "checksum" in str(exc)
+    assert (ops_dir / "app.sqlite").read_bytes() == original
+
+
+async def test_scheduled_backups_run_once_per_interval(ops_dir: Path) -> None:
+    settings = _settings(ops_dir, backup_interval_minutes=60)
+    assert backup_if_due(settings) is not None
+    assert backup_if_due(settings) is None  # the newest archive is younger than the interval
+    (ops_dir / "backups" / list_backups(ops_dir / "backups")[0].name).unlink()
+    app = create_app(settings)
+    async with scheduled_backups(app):  # the app's lifespan hook
+        for _ in range(200):
+            if list_backups(settings.backup_dir):
+                break
+            await asyncio.sleep(0.01)
+    assert len(list_backups(settings.backup_dir)) == 1
