@@ -25,6 +25,7 @@ from litestar.template import TemplateConfig
 
 import features.core.auth as auth_feature
 import features.dashboard as dashboard_feature
+import features.notifications as notifications_feature
 import features.sessions as sessions_feature
 import features.tasks as tasks_feature
 import features.users as users_feature
@@ -40,6 +41,7 @@ from shared.web.errors import exception_handlers
 from shared.web.guards import requires_user
 from shared.web.headers import security_headers
 from shared.web.health import healthz, readyz
+from shared.web.render import CONTEXT_PROVIDERS, provide_template_context
 
 FEATURES: tuple[ModuleType, ...] = (
     auth_feature,
@@ -47,6 +49,7 @@ FEATURES: tuple[ModuleType, ...] = (
     sessions_feature,
     tasks_feature,
     dashboard_feature,
+    notifications_feature,
 )
 SHARED_WEB = Path(__file__).parent / "shared" / "web"
 
@@ -97,12 +100,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[healthz, readyz, static, *(r for f in FEATURES for r in f.routes)],
         listeners=[listener for f in FEATURES for listener in f.listeners],
-        lifespan=[lifespan],
+        # Features' lifespans (``lifespans``) run inside the app's: the database exists first.
+        lifespan=[lifespan, *(m for f in FEATURES for m in getattr(f, "lifespans", ()))],
         state=State(_initial_state(settings)),
         dependencies={"db_session": Provide(provide_db_session)},
         middleware=[DefineMiddleware(SessionMiddleware), DefineMiddleware(CSRFMiddleware)],
         guards=[requires_user],
         before_send=[security_headers],
+        after_request=provide_template_context,
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         template_config=template_config,
         plugins=[FeatureCLI()],
@@ -125,6 +130,7 @@ def _initial_state(settings: Settings) -> dict[str, object]:
             parallelism=settings.argon2_parallelism,
         ),
         "migration_head": head_revision(ROOT_DIR / "alembic.ini"),
+        CONTEXT_PROVIDERS: [p for f in FEATURES for p in getattr(f, "template_context", ())],
     }
 
 
