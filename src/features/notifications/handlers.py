@@ -48,7 +48,7 @@ async def _events(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STREAM_MAX_SECONDS
     async with hub.subscribe(user_id) as queue:  # subscribe first: nothing slips between
-        yield ServerSentEventMessage(comment="connected", retry=RETRY_MS)
+        yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
         if resume and after is not None:
             async with request.app.state.db.reader() as session:
                 missed = await NotificationService(session).notifications.after(
@@ -75,7 +75,7 @@ async def _events(
             try:
                 item = await asyncio.wait_for(queue.get(), min(HEARTBEAT_SECONDS, remaining))
             except TimeoutError:
-                yield ServerSentEventMessage(comment="ping")
+                yield ServerSentEventMessage(data=None, comment="ping")
                 continue
             if item is CLOSE:
                 return
