@@ -88,6 +88,7 @@ class Hub:
         self.clock_ms = clock_ms
         self.subscribers: dict[uuid.UUID, set[asyncio.Queue[Any]]] = {}
         self.queries = 0
+        self.peak_subscribers = 0
         self.closing = False
         self._seen: dict[uuid.UUID, int] = {}
         self._wake = asyncio.Event()
@@ -125,6 +126,7 @@ class Hub:
         :data:`CLOSE` on shutdown) until the block ends."""
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self.subscribers.setdefault(user_id, set()).add(queue)
+        self.peak_subscribers = max(self.peak_subscribers, self.subscriber_count)
         if self.closing:
             _offer(queue, CLOSE)
         self._wake.set()
@@ -227,9 +229,16 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     settings = app.state.settings
     hub = Hub(app.state.db, poll_seconds=settings.notification_poll_seconds)
     app.state.notification_hub = hub
+    started = time.monotonic()
     hub.start()
     with close_streams_on_signal(hub):
         try:
             yield
         finally:
             await hub.stop()
+            logger.info(
+                "notification poller stopped: %d queries in %.1f s, at most %d streams",
+                hub.queries,
+                time.monotonic() - started,
+                hub.peak_subscribers,
+            )
