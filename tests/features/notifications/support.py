@@ -12,17 +12,17 @@ from features.notifications.service import notify_user
 from features.users.models import User
 
 
-async def user_id(app, email: str) -> uuid.UUID:
-    async with app.state.db.reader() as session:
+async def user_id(db, email: str) -> uuid.UUID:
+    async with db.reader() as session:
         return await session.scalar(select(User.id).where(User.email == email))
 
 
-async def make(app, owner: uuid.UUID, count: int = 1, **fields) -> list[Notification]:
+async def make(db, owner: uuid.UUID, count: int = 1, **fields) -> list[Notification]:
     made = []
     for i in range(count):
         made.append(
             await notify_user(
-                app.state.db,
+                db,
                 owner,
                 fields.get("type", "info"),
                 fields.get("title", f"Note {i + 1}"),
@@ -33,8 +33,8 @@ async def make(app, owner: uuid.UUID, count: int = 1, **fields) -> list[Notifica
     return made
 
 
-async def rows(app, owner: uuid.UUID) -> list[Notification]:
-    async with app.state.db.reader() as session:
+async def rows(db, owner: uuid.UUID) -> list[Notification]:
+    async with db.reader() as session:
         result = await session.scalars(
             select(Notification)
             .where(Notification.user_id == owner)
@@ -43,17 +43,17 @@ async def rows(app, owner: uuid.UUID) -> list[Notification]:
         return list(result)
 
 
-async def total(app) -> int:
-    async with app.state.db.reader() as session:
+async def total(db) -> int:
+    async with db.reader() as session:
         return await session.scalar(select(func.count()).select_from(Notification)) or 0
 
 
-async def wait_for_rows(app, owner: uuid.UUID, count: int, timeout: float = 2.0) -> list:
+async def wait_for_rows(db, owner: uuid.UUID, count: int, timeout: float = 2.0) -> list:
     """Poll (listeners run after the response) until ``owner`` has ``count`` rows or time is up."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        found = await rows(app, owner)
+        found = await rows(db, owner)
         if len(found) >= count or loop.time() > deadline:
             return found
         await asyncio.sleep(0.02)

@@ -43,11 +43,11 @@ def prune(database_url: str, *args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-async def test_prune_command_deletes_old_notifications(client, app, database_url):
+async def test_prune_command_deletes_old_notifications(client, db, database_url):
     await register(client, "ann@example.com")
-    ann = await user_id(app, "ann@example.com")
-    old, recent = await make(app, ann, 2)
-    async with app.state.db.writer() as session:
+    ann = await user_id(db, "ann@example.com")
+    old, recent = await make(db, ann, 2)
+    async with db.writer() as session:
         await session.execute(
             update(Notification)
             .where(Notification.id == old.id)
@@ -62,7 +62,7 @@ async def test_prune_command_deletes_old_notifications(client, app, database_url
     result = prune(database_url, "--older-than", "90d")
     assert result.returncode == 0, result.stderr
     assert "Deleted 1 notification older than 90 days" in result.stdout
-    assert [n.id for n in await rows(app, ann)] == [recent.id]
+    assert [n.id for n in await rows(db, ann)] == [recent.id]
     result = prune(database_url)  # the default comes from NOTIFICATION_RETENTION_DAYS (90)
     assert result.returncode == 0 and "Deleted 0 notifications" in result.stdout
     bad = prune(database_url, "--older-than", "soon")

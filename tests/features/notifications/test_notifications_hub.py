@@ -9,23 +9,14 @@ import uuid
 import pytest
 
 from features.notifications.live import CLOSE, Hub, uuid7_floor
-from shared.database import Database, new_id
-from tests.features.notifications.support import make, user_id
-from tests.support import register
+from shared.database import new_id
+from tests.features.notifications.conftest import add_user
+from tests.features.notifications.support import make
 
 
 @pytest.fixture
-async def db(database_url):
-    database = Database(database_url)
-    yield database
-    await database.dispose()
-
-
-@pytest.fixture
-async def two_users(client, other_client, app) -> tuple[uuid.UUID, uuid.UUID]:
-    await register(client, "ann@example.com")
-    await register(other_client, "bob@example.com")
-    return await user_id(app, "ann@example.com"), await user_id(app, "bob@example.com")
+async def two_users(db, bob) -> tuple[uuid.UUID, uuid.UUID]:
+    return await add_user(db, "ann@example.com"), bob
 
 
 def test_uuid7_floor_orders_below_every_id_of_that_millisecond():
@@ -36,11 +27,11 @@ def test_uuid7_floor_orders_below_every_id_of_that_millisecond():
     assert uuid7_floor(ms).version == 7
 
 
-async def test_fan_out_goes_to_every_tab_of_the_owner_only(app, db, two_users):
+async def test_fan_out_goes_to_every_tab_of_the_owner_only(db, two_users):
     ann, bob = two_users
     hub = Hub(db)
     async with hub.subscribe(ann) as tab1, hub.subscribe(ann) as tab2, hub.subscribe(bob) as other:
-        [note] = await make(app, ann, 1, title="Hello")
+        [note] = await make(db, ann, 1, title="Hello")
         assert await hub.poll_once() == 2
         for tab in (tab1, tab2):
             item = tab.get_nowait()
@@ -52,12 +43,12 @@ async def test_fan_out_goes_to_every_tab_of_the_owner_only(app, db, two_users):
     assert hub.subscriber_count == 0 and hub.queries == 2
 
 
-async def test_a_row_committed_late_with_an_older_id_is_still_delivered(app, db, two_users):
+async def test_a_row_committed_late_with_an_older_id_is_still_delivered(db, two_users):
     ann, _ = two_users
     now = [10_000_000_000_000]
     hub = Hub(db, lag_seconds=5, clock_ms=lambda: now[0])
     async with hub.subscribe(ann) as tab:
-        [first] = await make(app, ann, 1, title="first")
+        [first] = await make(db, ann, 1, title="first")
         now[0] = (first.id.int >> 80) + 1000  # one second after the first id
         assert await hub.poll_once() == 1
         # A row whose id is 3 s older than "now" (generated before, committed after the poll).

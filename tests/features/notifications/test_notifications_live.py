@@ -49,13 +49,6 @@ async def sign_up(client: httpx.AsyncClient, base_url: str, email: str) -> None:
     assert response.status_code == 303, response.text
 
 
-class App:
-    """Just enough of an app for the support helpers: ``state.db`` on the shared file."""
-
-    def __init__(self, db: Database) -> None:
-        self.state = type("State", (), {"db": db})()
-
-
 async def test_stream_on_a_receives_a_notification_written_elsewhere_within_2s(
     two_servers, db_path
 ):
@@ -64,7 +57,7 @@ async def test_stream_on_a_receives_a_notification_written_elsewhere_within_2s(
     try:
         async with httpx.AsyncClient() as tab:  # one browser: cookies for 127.0.0.1 on both ports
             await sign_up(tab, b.url, "live@example.com")  # signed up through process B
-            owner = await user_id(App(db), "live@example.com")
+            owner = await user_id(db, "live@example.com")
 
             async with open_stream(tab, a.url) as on_a, open_stream(tab, b.url) as on_b:
                 first = await notify_user(db, owner, "success", "Two-factor on", "m", "/settings")

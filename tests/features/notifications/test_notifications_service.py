@@ -18,23 +18,17 @@ from tests.support import register
 
 
 @pytest.fixture
-async def ann(client, app) -> uuid.UUID:
+async def ann(client, db) -> uuid.UUID:
     await register(client, "ann@example.com", name="Ann")
-    return await user_id(app, "ann@example.com")
+    return await user_id(db, "ann@example.com")
 
 
-@pytest.fixture
-async def bob(other_client, app) -> uuid.UUID:
-    await register(other_client, "bob@example.com", name="Bob")
-    return await user_id(app, "bob@example.com")
-
-
-async def test_notify_stores_a_clean_unread_notification(app, ann):
-    async with app.state.db.writer() as session:
+async def test_notify_stores_a_clean_unread_notification(db, ann):
+    async with db.writer() as session:
         made = await NotificationService(session).notify(
             ann, "warning", "  New\n sign-in  ", "x" * 1500, "/settings", data={"k": 1}
         )
-    [stored] = await rows(app, ann)
+    [stored] = await rows(db, ann)
     assert stored.id == made.id and stored.id.version == 7
     assert stored.type is NotificationType.WARNING
     assert stored.title == "New sign-in"
@@ -44,28 +38,28 @@ async def test_notify_stores_a_clean_unread_notification(app, ann):
 
 
 @pytest.mark.parametrize("link", ["https://evil.example/", "//evil.example", "/a\\b", "settings"])
-async def test_notify_refuses_off_site_links(app, ann, link):
-    async with app.state.db.writer() as session:
+async def test_notify_refuses_off_site_links(db, ann, link):
+    async with db.writer() as session:
         with pytest.raises(ValueError):
             await NotificationService(session).notify(ann, "info", "t", "m", link)
-    assert await total(app) == 0
+    assert await total(db) == 0
 
 
-async def test_notify_refuses_unknown_types(app, ann):
-    async with app.state.db.writer() as session:
+async def test_notify_refuses_unknown_types(db, ann):
+    async with db.writer() as session:
         with pytest.raises(ValueError):
             await NotificationService(session).notify(ann, "urgent", "t", "m")
 
 
-async def test_bell_counts_unread_and_lists_ten_newest_in_one_query(app, ann, bob):
-    await make(app, ann, 12)
-    await make(app, bob, 3)
-    async with app.state.db.writer() as session:
+async def test_bell_counts_unread_and_lists_ten_newest_in_one_query(db, ann, bob):
+    await make(db, ann, 12)
+    await make(db, bob, 3)
+    async with db.writer() as session:
         service = NotificationService(session)
-        newest = (await rows(app, ann))[0]
+        newest = (await rows(db, ann))[0]
         await service.mark_read(ann, newest.id)
         statements: list[str] = []
-        engine = app.state.db.engine.sync_engine
+        engine = db.engine.sync_engine
 
         def count(conn, cursor, statement, *args):
             statements.append(statement)
@@ -82,15 +76,15 @@ async def test_bell_counts_unread_and_lists_ten_newest_in_one_query(app, ann, bo
     assert len([s for s in statements if "notifications" in s]) == 1
 
 
-async def test_bell_of_a_user_without_notifications_is_empty(app, ann):
-    async with app.state.db.reader() as session:
+async def test_bell_of_a_user_without_notifications_is_empty(db, ann):
+    async with db.reader() as session:
         bell = await NotificationService(session).bell(ann)
     assert bell.unread == 0 and list(bell.recent) == []
 
 
-async def test_s38_service_never_touches_another_users_notification(app, ann, bob):
-    [theirs] = await make(app, bob)
-    async with app.state.db.writer() as session:
+async def test_s38_service_never_touches_another_users_notification(db, ann, bob):
+    [theirs] = await make(db, bob)
+    async with db.writer() as session:
         service = NotificationService(session)
         with pytest.raises(NotificationNotFound):
             await service.mark_read(ann, theirs.id)
@@ -99,22 +93,22 @@ async def test_s38_service_never_touches_another_users_notification(app, ann, bo
         assert await service.mark_all_read(ann) == 0
         assert await service.delete_read(ann) == 0
         assert await service.unread_count(ann) == 0
-    [still] = await rows(app, bob)
+    [still] = await rows(db, bob)
     assert still.read_at is None
 
 
-async def test_prune_deletes_only_notifications_older_than_the_cutoff(app, ann):
+async def test_prune_deletes_only_notifications_older_than_the_cutoff(db, ann):
     start = clock.now()
     frozen = clock.FrozenClock(start)
     with clock.use_clock(frozen):
-        await make(app, ann, 1, title="old")
+        await make(db, ann, 1, title="old")
         frozen.advance(seconds=1)
-        await make(app, ann, 1, title="boundary")
+        await make(db, ann, 1, title="boundary")
         frozen.advance(days=90)
-        async with app.state.db.writer() as session:
+        async with db.writer() as session:
             # "old" is 90 days + 1 s old, "boundary" exactly 90 days: only "old" goes.
             assert await NotificationService(session).prune(timedelta(days=90)) == 1
-    assert [n.title for n in await rows(app, ann)] == ["boundary"]
+    assert [n.title for n in await rows(db, ann)] == ["boundary"]
 
 
 def emit(client, app, event: SecurityEvent) -> None:
@@ -137,11 +131,11 @@ def _event(name: str, subject: uuid.UUID | None, **details) -> SecurityEvent:
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
-async def test_security_event_becomes_a_notification(client, app, ann, name):
+async def test_security_event_becomes_a_notification(client, app, ann, name, db):
     details = {"browser": "Firefox 130", "os": "Linux", "ip": "203.0.113.9", "remaining": 2}
     details |= {"old": "user", "new": "admin"}
     emit(client, app, _event(name, ann, **details))
-    [note] = await wait_for_rows(app, ann, 1)
+    [note] = await wait_for_rows(db, ann, 1)
     assert note.title == TEMPLATES[name].title
     assert note.data == {"event": name, "request_id": "req-1"}
     if name == "authn_login_new_device":
@@ -152,12 +146,12 @@ async def test_security_event_becomes_a_notification(client, app, ann, name):
         assert "2 left." in note.message
 
 
-async def test_other_security_events_make_no_notification(client, app, ann):
+async def test_other_security_events_make_no_notification(client, app, ann, db):
     emit(client, app, _event("authn_login_success", ann))
     emit(client, app, _event("authn_password_change", None))
     failed = _event("authn_mfa_disabled", ann)
     emit(client, app, dataclasses.replace(failed, outcome="failure"))
     # A later event that does notify proves the earlier ones have been handled.
     emit(client, app, _event("authn_email_change", ann))
-    found = await wait_for_rows(app, ann, 1)
+    found = await wait_for_rows(db, ann, 1)
     assert [n.title for n in found] == ["Email address changed"]

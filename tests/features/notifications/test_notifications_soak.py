@@ -24,7 +24,7 @@ from features.notifications.service import notify_user
 from shared.database import Database
 from tests.features.notifications.servers import open_stream, start_server
 from tests.features.notifications.support import user_id
-from tests.features.notifications.test_notifications_live import App, sign_up
+from tests.features.notifications.test_notifications_live import sign_up
 
 pytestmark = pytest.mark.skipif(os.environ.get("SOAK") != "1", reason="soak: set SOAK=1")
 
@@ -50,7 +50,7 @@ async def test_200_streams_on_one_worker(sqlite_template: Path, tmp_path: Path):
     try:
         for i, client in enumerate(clients):
             await sign_up(client, server.url, f"soak{i}@example.com")
-        owners = [await user_id(App(db), f"soak{i}@example.com") for i in range(USERS)]
+        owners = [await user_id(db, f"soak{i}@example.com") for i in range(USERS)]
 
         async with AsyncExitStack() as stack:
             streams = [
