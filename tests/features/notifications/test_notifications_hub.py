@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from features.notifications.live import CLOSE, Hub, uuid7_floor
+from features.notifications.live import CLOSE, Hub, RedisRelay, uuid7_floor
 from shared.database import new_id
 from tests.features.notifications.conftest import add_user
 from tests.features.notifications.support import make
@@ -90,3 +90,56 @@ async def test_stop_closes_every_subscription(db, two_users):
         assert tab.get_nowait() is CLOSE
     async with hub.subscribe(ann) as late:
         assert late.get_nowait() is CLOSE
+
+
+async def wait_until(predicate, timeout: float = 3.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_with_redis_one_process_polls_and_every_process_delivers(db, two_users, redis_url):
+    ann, bob = two_users
+    hubs = [
+        Hub(db, poll_seconds=0.2, relay=RedisRelay(redis_url, prefix=f"t{uuid.uuid4().hex}"))
+        for _ in range(2)
+    ]
+    hubs[1].relay.lease_key = hubs[0].relay.lease_key  # the same deployment
+    hubs[1].relay.channel = hubs[0].relay.channel
+    for hub in hubs:
+        hub.start()
+    try:
+        async with (
+            hubs[0].subscribe(ann) as on_first,
+            hubs[1].subscribe(ann) as on_second,
+            hubs[1].subscribe(bob) as bobs,
+        ):
+            await asyncio.sleep(0.5)  # both relays subscribed, one lease holder
+            [note] = await make(db, ann, 1, title="Via Redis")
+            await wait_until(lambda: not on_first.empty() and not on_second.empty())
+            for queue in (on_first, on_second):
+                item = queue.get_nowait()
+                assert (item.id, item.title, item.unread, item.user_id) == (
+                    note.id,
+                    "Via Redis",
+                    1,
+                    ann,
+                )
+            assert bobs.empty()
+            # Exactly one of the two processes queried the database.
+            assert sorted(hub.queries > 0 for hub in hubs) == [False, True]
+
+            # The lease holder goes away: the other takes over and still delivers.
+            leader, other = (hubs[0], hubs[1]) if hubs[0].queries else (hubs[1], hubs[0])
+            await leader.stop()
+            await make(db, ann, 1, title="After hand-over")
+            remaining = on_second if other is hubs[1] else on_first
+            await wait_until(lambda: not remaining.empty(), timeout=5)
+            got = [remaining.get_nowait() for _ in range(remaining.qsize())]
+            assert [i.title for i in got if i is not CLOSE] == ["After hand-over"]
+            assert other.queries > 0
+    finally:
+        for hub in hubs:
+            await hub.stop()

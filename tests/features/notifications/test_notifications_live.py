@@ -1,6 +1,7 @@
 """Live push across two worker processes on one SQLite file (issue 7, "Tests": the live test).
 
-Two real uvicorn processes serve one database file. A tab subscribed on process A receives a
+Two real uvicorn processes serve one database file (each polling it, or, with ``REDIS_URL``,
+one of them polling and both receiving over Redis pub/sub). A tab subscribed on process A receives a
 notification that another process writes within 2 seconds; a reconnect with ``Last-Event-ID``
 replays what it missed; SIGTERM ends open streams and the process exits cleanly.
 """
@@ -31,9 +32,11 @@ def db_path(sqlite_template: Path, tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def two_servers(db_path: Path, tmp_path: Path):
-    servers = [start_server(db_path, tmp_path, name) for name in ("a", "b")]
+@pytest.fixture(params=["poller", "redis"])
+def two_servers(request: pytest.FixtureRequest, db_path: Path, tmp_path: Path):
+    """Two processes on one SQLite file: each polling, or sharing one poller through Redis."""
+    env = {"REDIS_URL": request.getfixturevalue("redis_url")} if request.param == "redis" else {}
+    servers = [start_server(db_path, tmp_path, name, **env) for name in ("a", "b")]
     yield servers
     for server in servers:
         if server.process.poll() is None:
