@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from features.notifications.service import notify_user
+from shared import clock
 from shared.database import Database
+from shared.database.types import format_timestamp
 from tests.features.notifications.servers import open_stream, start_server
 from tests.features.notifications.support import user_id
 from tests.support import DEFAULT_PASSWORD
@@ -109,3 +113,31 @@ async def test_sigterm_ends_open_streams_and_the_process_exits_cleanly(two_serve
     log = a.log.read_text()
     assert "Application shutdown complete." in log
     assert "Traceback" not in log
+
+
+@pytest.fixture
+def one_server(db_path: Path, tmp_path: Path):
+    server = start_server(db_path, tmp_path, "single")
+    yield server
+    server.stop()
+
+
+def last_activity(db_path: Path) -> str:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute("SELECT last_activity FROM sessions").fetchone()[0]
+
+
+async def test_s14_an_open_stream_does_not_keep_an_idle_session_alive(one_server, db_path):
+    async with httpx.AsyncClient() as tab:
+        await sign_up(tab, one_server.url, "idle@example.com")
+        earlier = format_timestamp(clock.now() - timedelta(minutes=10))
+        with sqlite3.connect(db_path) as conn:
+            conn.execute("UPDATE sessions SET last_activity = ?", (earlier,))
+        headers = {"Accept": "text/event-stream"}  # what EventSource sends
+        async with open_stream(tab, one_server.url, headers):
+            pass
+        async with open_stream(tab, one_server.url, headers):
+            pass
+        assert last_activity(db_path) == earlier
+        assert (await tab.get(f"{one_server.url}/dashboard")).status_code == 200
+        assert last_activity(db_path) > earlier  # a page view is activity
