@@ -94,3 +94,47 @@ async def test_notification_appears_live_in_every_window(
     await shot(second, "list")
     for page in (first, second):
         await page.context.close()
+
+
+async def test_bell_and_list_work_without_javascript(
+    browser, live_server, live_server_dir: Path, shot
+):
+    email = f"nojs-{uuid.uuid4().hex[:8]}@example.com"
+    context = await browser.new_context(base_url=live_server, java_script_enabled=False)
+    context.set_default_timeout(10_000)
+    page = await context.new_page()
+    await page.goto("/register")
+    await page.get_by_label("Name").fill("Nora Nojs")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("Confirm password").fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page).to_have_url(re.compile(r"/dashboard$"))
+
+    db = Database(f"sqlite+aiosqlite:///{live_server_dir / 'app.sqlite'}")
+    try:
+        async with db.reader() as session:
+            owner = await session.scalar(select(User.id).where(User.email == email))
+        for title in ("Password changed", "Email address changed"):
+            await notify_user(db, owner, "info", title, "Details.")
+    finally:
+        await db.dispose()
+
+    # No script: the next page load shows the count, and <details> opens the list.
+    await page.goto("/tasks")
+    await expect(page.locator("[data-bell-count]")).to_have_text("2")
+    await page.locator(".bell-button").click()
+    await expect(page.locator(".bell-list .note-title")).to_have_text(
+        ["Email address changed", "Password changed"]
+    )
+    await shot(page, "bell-open")
+    await page.get_by_role("link", name="See all notifications").click()
+    await page.get_by_role("button", name="Mark “Password changed” as read").click()
+    await expect(page.locator("[data-bell-count]")).to_have_text("1")
+    await page.get_by_role("link", name="Unread").click()
+    await expect(page.locator("main .note-title")).to_have_text(["Email address changed"])
+    await page.get_by_role("button", name="Delete “Email address changed”").click()
+    await expect(page.locator(".flash-success")).to_contain_text("Notification deleted.")
+    await expect(page.locator("[data-bell-count]")).to_be_hidden()
+    await shot(page, "list-after")
+    await context.close()
