@@ -26,6 +26,7 @@ import features.assets as assets_feature
 import features.backup as backup_feature
 import features.core.auth as auth_feature
 import features.dashboard as dashboard_feature
+import features.notifications as notifications_feature
 import features.sessions as sessions_feature
 import features.tasks as tasks_feature
 import features.users as users_feature
@@ -44,6 +45,7 @@ from shared.web.errors import exception_handlers
 from shared.web.guards import requires_user
 from shared.web.headers import security_headers
 from shared.web.health import healthz, readyz
+from shared.web.render import CONTEXT_PROVIDERS, provide_template_context
 
 FEATURES: tuple[ModuleType, ...] = (
     auth_feature,
@@ -53,6 +55,7 @@ FEATURES: tuple[ModuleType, ...] = (
     dashboard_feature,
     assets_feature,
     backup_feature,
+    notifications_feature,
 )
 SHARED_WEB = Path(__file__).parent / "shared" / "web"
 
@@ -105,12 +108,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[healthz, readyz, static, *(r for f in FEATURES for r in f.routes)],
         listeners=[listener for f in FEATURES for listener in f.listeners],
-        lifespan=[lifespan, *(h for f in FEATURES for h in getattr(f, "lifespans", ()))],
+        # Features' lifespans (``lifespans``) run inside the app's: the database exists first.
+        lifespan=[lifespan, *(m for f in FEATURES for m in getattr(f, "lifespans", ()))],
         state=State(_initial_state(settings)),
         dependencies={"db_session": Provide(provide_db_session)},
         middleware=[DefineMiddleware(SessionMiddleware), DefineMiddleware(CSRFMiddleware)],
         guards=[requires_user],
         before_send=[security_headers],
+        after_request=provide_template_context,
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         template_config=template_config,
         plugins=[FeatureCLI()],
@@ -132,6 +137,7 @@ def _initial_state(settings: Settings) -> dict[str, object]:
             parallelism=settings.argon2_parallelism,
         ),
         "migration_head": head_revision(ROOT_DIR / "alembic.ini"),
+        CONTEXT_PROVIDERS: [p for f in FEATURES for p in getattr(f, "template_context", ())],
     }
 
 

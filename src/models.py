@@ -17,6 +17,7 @@ FEATURE_MODELS = (
     "features.sessions.models",
     "features.tasks.models",
     "features.assets.models",
+    "features.notifications.models",
 )
 
 

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     remember_me_days: int = 30
     session_touch_seconds: int = 60
 
+    # Notifications: live poll interval (one query per worker per interval while tabs listen)
+    # and how long ``litestar notifications prune`` keeps them by default.
+    notification_poll_seconds: float = 1.0
+    notification_retention_days: int = 90
+
     # Argon2id (SECURITY.md S1: OWASP baseline m=19 MiB, t=2, p=1; raise, never lower).
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456

@@ -27,7 +27,9 @@ class SessionMiddleware:
         state = scope["litestar_app"].state
         name = session_cookie_name(state.settings)
         token = read_cookie(scope, name)
-        resolved = await resolve(state.db, state.settings, token) if token else None
+        # An EventSource (re)connect is not user activity: it must not keep an idle session alive.
+        touch = (b"accept", b"text/event-stream") not in scope.get("headers", ())
+        resolved = await resolve(state.db, state.settings, token, touch=touch) if token else None
         scope["user"], scope["auth"] = resolved if resolved else (None, None)
         if token is None or resolved is not None:
             await self.app(scope, receive, send)

@@ -166,12 +166,13 @@ class SessionService:
 
 
 async def resolve(
-    db: Database, settings: Settings, token: str
+    db: Database, settings: Settings, token: str, *, touch: bool = True
 ) -> tuple[CurrentUser, SessionInfo] | None:
     """Return who holds ``token`` and their session, or ``None`` if it is unknown or expired.
 
     One read query on the hot path. An expired row is deleted on the spot; ``last_activity``
-    is refreshed when it is older than ``session_touch_seconds``.
+    is refreshed when it is older than ``session_touch_seconds`` unless ``touch`` is False
+    (background requests such as a live-notification stream are not user activity, S14).
     """
     if not token or len(token) > 128:
         return None
@@ -192,7 +193,7 @@ async def resolve(
             await repository.delete_by_id(conn, row.id)
         return None
     last_activity = row.last_activity
-    if (now - last_activity).total_seconds() >= settings.session_touch_seconds:
+    if touch and (now - last_activity).total_seconds() >= settings.session_touch_seconds:
         try:
             async with db.write_engine.begin() as conn:
                 await repository.touch(conn, row.id, now)

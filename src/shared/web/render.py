@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 from markupsafe import Markup
@@ -22,6 +23,9 @@ from shared.web.csrf import FORM_FIELD, csrf_token
 
 FlashCategory = Literal["success", "error", "info", "warning"]
 _MAX_FLASH_CHARS = 500
+
+ContextProvider = Callable[[Request], Awaitable[dict[str, Any]]]
+CONTEXT_PROVIDERS = "template_context_providers"  # app.state key: list[ContextProvider]
 
 
 def _flash_cookie(request: Request) -> tuple[str, Signer, bool]:
@@ -57,6 +61,23 @@ def shared_context(request: Request) -> dict[str, Any]:
         "flashes": read_flashes(request),
         "path": request.url.path,
     }
+
+
+async def provide_template_context(response: Response) -> Response:
+    """``after_request`` hook: add the values of every registered context provider to a page.
+
+    Features register async providers (``request -> dict``) in ``app.state`` under
+    :data:`CONTEXT_PROVIDERS` (e.g. the notification bell's count). They run only for
+    responses that really render a template made by :func:`page`, after the handler, so a
+    redirect or a JSON answer costs nothing. A key the handler set wins.
+    """
+    if isinstance(response, Template):
+        request = response.context.get("request")
+        if isinstance(request, Request):
+            for provider in request.app.state.get(CONTEXT_PROVIDERS, ()):
+                for key, value in (await provider(request)).items():
+                    response.context.setdefault(key, value)
+    return response
 
 
 def page(
