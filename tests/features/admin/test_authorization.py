@@ -13,6 +13,8 @@ from features.admin.service import AdminService, LastAdmin
 from features.sessions.models import BrowserSession
 from features.users.models import Role
 from features.users.service import UserService
+from shared import clock
+from shared.clock import FrozenClock, use_clock
 from shared.web.guards import requires_admin, requires_user
 from tests.features.admin.conftest import fetch_user, make_admin, set_columns, user_id
 from tests.support import csrf, login, register
@@ -216,12 +218,16 @@ async def test_s5_disabled_account_gets_the_wrong_password_answer(client, other_
     assert (await login(other_client, "bob@example.com")).status_code == 303
 
 
-async def test_last_sign_in_is_recorded(client, app):
-    await register(client, "ann@example.com")
-    assert (await fetch_user(app, "ann@example.com")).last_login_at is None
-    await client.post("/logout", data={"_csrf_token": await csrf(client, "/dashboard")})
-    await login(client, "ann@example.com")
-    assert (await fetch_user(app, "ann@example.com")).last_login_at is not None
+async def test_last_sign_in_is_recorded(client, other_client, app):
+    with use_clock(FrozenClock()) as frozen:
+        await register(client, "ann@example.com")
+        signed_up = await fetch_user(app, "ann@example.com")
+        assert signed_up.last_login_at == signed_up.created_at
+        frozen.advance(minutes=5)
+        assert (await login(other_client, "ann@example.com", "wrong password!")).status_code == 422
+        assert (await fetch_user(app, "ann@example.com")).last_login_at == signed_up.created_at
+        assert (await login(other_client, "ann@example.com")).status_code == 303
+        assert (await fetch_user(app, "ann@example.com")).last_login_at == clock.now()
 
 
 async def test_s39_admins_cannot_disable_or_demote_themselves(client, app):

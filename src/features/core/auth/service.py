@@ -98,6 +98,7 @@ class AuthService:
         user = await self.users.create(
             name=form.name, email=form.email, password_hash=password_hash
         )
+        user.last_login_at = user.created_at  # signing up signs in
         token, row = await self.sessions.start(
             user.id,
             remember=False,
