@@ -156,8 +156,10 @@ def create_user(email: str, name: str, admin: bool, verified: bool, password_std
 
     try:
         user = _run(work)
-    except EmailTaken:
-        raise CLIError(f"An account with the email {email} already exists.", EXIT_TAKEN) from None
+    except EmailTaken as exc:
+        raise CLIError(
+            f"An account with the email {exc.args[0]} already exists.", EXIT_TAKEN
+        ) from None
     click.echo(f"Created {user.role.value} {user.email} ({user.id}).")
 
 
