@@ -164,7 +164,6 @@ class AdminController(Controller):
         except UserNotFound:
             raise NotFoundException(NOT_FOUND) from None
         except (LastAdmin, SelfChange) as exc:
-            await db_session.rollback()
             message = LAST_ADMIN if isinstance(exc, LastAdmin) else SELF_CHANGE
             return await self._user_page(
                 request, service, target_id, error=message, status_code=409
@@ -194,7 +193,6 @@ class AdminController(Controller):
         except UserNotFound:
             raise NotFoundException(NOT_FOUND) from None
         except (LastAdmin, SelfChange) as exc:
-            await db_session.rollback()
             message = LAST_ADMIN if isinstance(exc, LastAdmin) else SELF_CHANGE
             return await self._user_page(
                 request, service, target_id, error=message, status_code=409

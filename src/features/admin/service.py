@@ -95,7 +95,11 @@ class AdminService:
         """
         if actor_id == user_id and role != Role.ADMIN:
             raise SelfChange(user_id)
-        old = await self.users.set_role(user_id, role)
+        try:
+            old = await self.users.set_role(user_id, role)
+        except LastAdmin:
+            await self.session.rollback()  # release the admins' row locks at once
+            raise
         await self.session.commit()
         return old
 
@@ -107,7 +111,11 @@ class AdminService:
         """
         if actor_id == user_id:
             raise SelfChange(user_id)
-        changed = await self.users.disable(user_id)
+        try:
+            changed = await self.users.disable(user_id)
+        except LastAdmin:
+            await self.session.rollback()  # release the admins' row locks at once
+            raise
         ended = await self.sessions.end_all_for_user(user_id)
         await self.session.commit()
         return ended if changed else None
