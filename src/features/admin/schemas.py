@@ -77,6 +77,7 @@ class UserQuery:
 def parse_user_query(params: dict[str, str]) -> tuple[UserQuery, dict[str, str], bool]:
     """Validate the list's query string (S49: every filter and the sort are allow-listed).
 
+    The search text is cut to 254 characters, control characters removed, whitespace collapsed.
     Returns ``(query, errors, page_invalid)``: unknown values are reported in ``errors`` (the
     page answers 422 with the defaults); ``page_invalid`` when ``page`` is not a positive
     whole number (the page answers 404).
@@ -93,7 +94,9 @@ def parse_user_query(params: dict[str, str]) -> tuple[UserQuery, dict[str, str],
     if sort not in SORTS:
         errors["sort"] = f"Unknown sort order; choose one of: {', '.join(SORTS)}."
         sort = "newest"
-    q = " ".join(params.get("q", "").split())[:SEARCH_MAX]
+    # Control characters match nothing and PostgreSQL refuses NUL in text: drop them.
+    raw_q = "".join(c for c in params.get("q", "") if c >= " " and c != "\x7f")
+    q = " ".join(raw_q.split())[:SEARCH_MAX]
     raw_page = params.get("page") or "1"
     page_invalid = not (raw_page.isascii() and raw_page.isdigit() and 0 < int(raw_page) < 10**9)
     page = 1 if page_invalid else int(raw_page)

@@ -128,6 +128,10 @@ async def test_s49_hostile_list_parameters_are_422_or_404_never_500(client, app)
         assert (await client.get(f"/admin/users?{query}")).status_code == 404, query
     response = await client.get("/admin/users?q=%27%20OR%201%3D1--%20%22%3Cscript%3E")
     assert response.status_code == 200 and "<script>" not in response.text
+    for q in ("%5C", "%5C%25", "a%00b", "x" * 600):
+        response = await client.get(f"/admin/users?q={q}")
+        assert response.status_code == 200, q
+        assert "No users match." in response.text, q
 
 
 async def test_user_list_pages(client, app):
