@@ -101,7 +101,9 @@ async def test_s39_role_matrix_over_every_admin_route(client, browser_factory, a
     user = await fetch_user(app, "user@example.com")
     assert user.role == Role.USER and user.disabled_at is None and user.email_verified_at is None
 
-    # A disabled user: signed out on the very next request (cookie cleared), on every route.
+    # A disabled user: signed out on the very next request, on every route. Pages send the
+    # browser to sign in; actions are refused (403) because the form's token belonged to the
+    # session that no longer exists.
     gone_token = await csrf(disabled, "/dashboard")
     async with app.state.db.writer() as session:
         await AdminService(session, app.state.settings).disable(
