@@ -22,6 +22,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+import features.admin as admin_feature
 import features.assets as assets_feature
 import features.backup as backup_feature
 import features.core.auth as auth_feature
@@ -56,6 +57,7 @@ FEATURES: tuple[ModuleType, ...] = (
     assets_feature,
     backup_feature,
     notifications_feature,
+    admin_feature,
 )
 SHARED_WEB = Path(__file__).parent / "shared" / "web"
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,6 +34,8 @@ _LOOKUP = (
     )
     .select_from(_s.join(_u, _u.c.id == _s.c.user_id))
     .where(_s.c.token_hash == bindparam("token_hash"))
+    # A disabled account has no live session, even if a row survived (SECURITY.md S19).
+    .where(_u.c.disabled_at.is_(None))
 )
 
 
@@ -72,3 +74,44 @@ class SessionRepository(Repository[BrowserSession]):
             stmt = stmt.where(_s.c.id != except_id)
         result = await self.session.execute(stmt)
         return result.rowcount or 0
+
+
+def _live(now: datetime, idle_cutoff: datetime, remember_cutoff: datetime) -> Any:
+    """Rows not past their absolute expiry nor idle too long, of enabled users (S14, S15, S19)."""
+    return and_(
+        _s.c.expires_at >= now,
+        or_(
+            and_(_s.c.remember.is_(False), _s.c.last_activity >= idle_cutoff),
+            and_(_s.c.remember.is_(True), _s.c.last_activity >= remember_cutoff),
+        ),
+        _u.c.disabled_at.is_(None),
+    )
+
+
+class LiveSessionQueries(Repository[BrowserSession]):
+    """Counts and lists of sessions that would still resolve (for the admin area)."""
+
+    model = BrowserSession
+
+    async def count_live(
+        self, now: datetime, idle_cutoff: datetime, remember_cutoff: datetime
+    ) -> int:
+        """How many sessions are live at ``now`` (one query)."""
+        stmt = (
+            select(func.count())
+            .select_from(_s.join(_u, _u.c.id == _s.c.user_id))
+            .where(_live(now, idle_cutoff, remember_cutoff))
+        )
+        return int(await self.session.scalar(stmt) or 0)
+
+    async def live_for_user(
+        self, user_id: uuid.UUID, now: datetime, idle_cutoff: datetime, remember_cutoff: datetime
+    ) -> list[BrowserSession]:
+        """``user_id``'s live sessions, most recently active first (one query)."""
+        stmt = (
+            select(BrowserSession)
+            .join(User, User.id == BrowserSession.user_id)
+            .where(BrowserSession.user_id == user_id, _live(now, idle_cutoff, remember_cutoff))
+            .order_by(BrowserSession.last_activity.desc())
+        )
+        return list(await self.session.scalars(stmt))

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.sessions import repository
 from features.sessions.models import BrowserSession
-from features.sessions.repository import SessionRepository
+from features.sessions.repository import LiveSessionQueries, SessionRepository
 from shared import clock
 from shared.config import Settings
 from shared.database import Database
@@ -163,6 +163,25 @@ class SessionService:
     ) -> int:
         """Delete every session of ``user_id`` except ``except_id``; returns how many ended (S18)."""
         return await self.sessions.delete_for_user(user_id, except_id=except_id)
+
+    def _cutoffs(self, now: datetime) -> tuple[datetime, datetime, datetime]:
+        return (
+            now,
+            now - idle_timeout(self.settings, False),
+            now - idle_timeout(self.settings, True),
+        )
+
+    async def count_live(self, now: datetime | None = None) -> int:
+        """How many sessions of enabled users are neither expired nor idle at ``now`` (one query)."""
+        return await LiveSessionQueries(self.session).count_live(*self._cutoffs(now or clock.now()))
+
+    async def live_for_user(
+        self, user_id: uuid.UUID, now: datetime | None = None
+    ) -> list[BrowserSession]:
+        """``user_id``'s live sessions, most recently active first (one query)."""
+        return await LiveSessionQueries(self.session).live_for_user(
+            user_id, *self._cutoffs(now or clock.now())
+        )
 
 
 async def resolve(

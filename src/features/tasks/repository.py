@@ -95,3 +95,7 @@ class TaskRepository(Repository[Task]):
             delete(Task).where(Task.id == task_id, Task.user_id == user_id)
         )
         return result.rowcount or 0
+
+    async def count_all(self) -> int:
+        """How many tasks exist, of every owner (admin figures; one query)."""
+        return int(await self.session.scalar(select(func.count()).select_from(Task)) or 0)

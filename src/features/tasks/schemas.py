@@ -17,6 +17,8 @@ def parse_title(raw: str) -> tuple[str | None, str | None]:
     title = " ".join(raw.split())
     if not title:
         return None, "Enter a title."
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in title):
+        return None, "A title cannot contain control characters."
     if len(title) > TITLE_MAX:
         return None, f"A title has at most {TITLE_MAX} characters (this one has {len(title)})."
     return title, None
@@ -52,7 +54,8 @@ def parse_query(params: dict[str, str]) -> tuple[TaskQuery, dict[str, str], bool
     positive whole number (the page answers 404).
     """
     errors: dict[str, str] = {}
-    q = " ".join(params.get("q", "").split())[:TITLE_MAX]
+    # Control characters (NUL among them, which PostgreSQL refuses) cannot be in a title.
+    q = "".join(c for c in " ".join(params.get("q", "").split()) if ord(c) >= 0x20)[:TITLE_MAX]
     status = params.get("status") or "all"
     if status not in STATUS_FILTERS:
         errors["status"] = "Unknown status filter; choose all, pending or completed."

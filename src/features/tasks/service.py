@@ -12,7 +12,7 @@ from features.tasks.repository import TaskRepository, TaskStats
 from features.tasks.schemas import PER_PAGE, TaskQuery
 from shared.database import Page
 
-__all__ = ["TaskNotFound", "TaskService", "TaskStats"]
+__all__ = ["TaskNotFound", "TaskService", "TaskStats", "TaskStatus"]
 
 
 class TaskNotFound(LookupError):
@@ -77,3 +77,13 @@ class TaskService:
     async def recent(self, user_id: uuid.UUID, limit: int = 5) -> list[Task]:
         """The newest ``limit`` tasks."""
         return await self.tasks.recent(user_id, limit)
+
+    async def count_all(self) -> int:
+        """How many tasks exist in total, of every owner (for the admin dashboard)."""
+        return await self.tasks.count_all()
+
+    async def add_demo(self, user_id: uuid.UUID, items: list[tuple[str, TaskStatus]]) -> int:
+        """Add demo tasks ``(title, status)`` for ``user_id`` (flushed, not committed); returns how many."""
+        self.session.add_all(Task(user_id=user_id, title=t, status=s) for t, s in items)
+        await self.session.flush()
+        return len(items)

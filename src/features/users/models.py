@@ -51,3 +51,11 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
         ),
         index=True,
     )
+    # Account status (SECURITY.md S19): a disabled account cannot sign in and has no live session.
+    disabled_at: Mapped[datetime | None] = mapped_column(ISOTimestamp(), nullable=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(ISOTimestamp(), nullable=True)
+
+    @property
+    def is_disabled(self) -> bool:
+        """True while an administrator has the account disabled."""
+        return self.disabled_at is not None

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.users.models import Role, User
-from features.users.repository import UserRepository
+from features.users.repository import SORTS, UserAdminQueries, UserFilter, UserRepository, UserStats
+from shared import clock
+from shared.database import Page
+
+__all__ = [
+    "SORTS",
+    "EmailTaken",
+    "LastAdmin",
+    "Role",
+    "User",
+    "UserFilter",
+    "UserNotFound",
+    "UserService",
+    "UserStats",
+    "email_error",
+    "name_error",
+    "normalise_email",
+]
 
 NAME_MAX = 100
 EMAIL_MAX = 254
@@ -17,6 +35,14 @@ EMAIL_MAX = 254
 
 class EmailTaken(Exception):
     """Raised when a new account's email is already registered."""
+
+
+class UserNotFound(LookupError):
+    """Raised when no user has the given id or email."""
+
+
+class LastAdmin(Exception):
+    """Raised when a change would leave no enabled administrator (SECURITY.md S39)."""
 
 
 def normalise_email(raw: str) -> str:
@@ -88,3 +114,80 @@ class UserService:
         """Replace ``user``'s password hash (flushed, not committed)."""
         user.password_hash = password_hash
         await self.session.flush()
+
+    # Administration (SECURITY.md S19, S39). Methods flush; the caller commits.
+
+    async def search(self, where: UserFilter, *, sort: str, page: int, per_page: int) -> Page[User]:
+        """One page of users for the admin list (see :meth:`UserAdminQueries.search`)."""
+        return await UserAdminQueries(self.session).search(
+            where, sort=sort, page=page, per_page=per_page
+        )
+
+    async def stats(self, now: datetime | None = None) -> UserStats:
+        """Totals over every account (one query); "new" counts are relative to ``now``."""
+        return await UserAdminQueries(self.session).stats(now or clock.now())
+
+    async def fresh(self, user_id: uuid.UUID) -> User:
+        """The user as stored now. Raises :class:`UserNotFound`."""
+        user = await UserAdminQueries(self.session).fresh(user_id)
+        if user is None:
+            raise UserNotFound(user_id)
+        return user
+
+    async def _guard_last_admin(self, user_id: uuid.UUID) -> User:
+        """Lock the enabled admins, then refuse if ``user_id`` is the only one (S39).
+
+        The lock is taken before the user is read, so two concurrent demotions of the last
+        two admins cannot both pass the check. Raises :class:`UserNotFound`, :class:`LastAdmin`.
+        """
+        admins = await UserAdminQueries(self.session).lock_active_admins()
+        user = await self.fresh(user_id)
+        if admins == [user.id]:
+            raise LastAdmin(user_id)
+        return user
+
+    async def set_role(self, user_id: uuid.UUID, role: Role) -> Role:
+        """Give ``user_id`` the ``role``; returns the previous role (equal if nothing changed).
+
+        Takes effect on the user's next request: the role is read with the session (S19).
+        Raises :class:`UserNotFound`, or :class:`LastAdmin` when demoting the last enabled admin.
+        """
+        user = await self._guard_last_admin(user_id) if role != Role.ADMIN else None
+        user = user or await self.fresh(user_id)
+        old = user.role
+        if old != role:
+            await UserAdminQueries(self.session).update_where(user_id, User.role == old, role=role)
+            await self.session.refresh(user)
+        return old
+
+    async def disable(self, user_id: uuid.UUID) -> bool:
+        """Mark the account disabled now; returns False if it already was.
+
+        A disabled account cannot sign in and no session of it resolves any more (S19); the
+        caller also deletes its sessions. Raises :class:`UserNotFound`, or :class:`LastAdmin`
+        for the last enabled admin.
+        """
+        await self._guard_last_admin(user_id)
+        changed = await UserAdminQueries(self.session).update_where(
+            user_id, User.disabled_at.is_(None), disabled_at=clock.now()
+        )
+        return changed > 0
+
+    async def enable(self, user_id: uuid.UUID) -> bool:
+        """Lift a disable; returns False if the account was not disabled. Raises :class:`UserNotFound`."""
+        await self.fresh(user_id)
+        changed = await UserAdminQueries(self.session).update_where(
+            user_id, User.disabled_at.is_not(None), disabled_at=None
+        )
+        return changed > 0
+
+    async def mark_email_verified(self, user_id: uuid.UUID) -> bool:
+        """Mark the email verified now (an admin vouches for it); False if it already was.
+
+        Raises :class:`UserNotFound`.
+        """
+        await self.fresh(user_id)
+        changed = await UserAdminQueries(self.session).update_where(
+            user_id, User.email_verified_at.is_(None), email_verified_at=clock.now()
+        )
+        return changed > 0

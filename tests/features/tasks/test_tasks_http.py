@@ -108,6 +108,8 @@ async def test_s49_search_matches_percent_and_underscore_literally(client):
     assert titles((await client.get("/tasks", params={"q": "e_c"})).text) == ["snake_case"]
     assert titles((await client.get("/tasks", params={"q": "%"})).text) == ["100% done"]
     assert titles((await client.get("/tasks", params={"q": "\\"})).text) == []
+    assert (await client.get("/tasks", params={"q": "a\x00b"})).status_code == 200
+    assert (await add(client, "nul\x00byte")).status_code == 422
     hostile = await client.get("/tasks", params={"q": "' OR 1=1 --"})
     assert hostile.status_code == 200 and titles(hostile.text) == []
 

@@ -11,7 +11,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from features.core.auth.schemas import LoginForm, RegisterForm
+from features.core.auth.schemas import LoginForm, RegisterForm, password_error
 from features.sessions.models import BrowserSession
 from features.sessions.service import SessionInfo, SessionService
 from features.users.models import User
@@ -26,6 +26,7 @@ __all__ = [
     "AuthService",
     "EmailTaken",
     "SignedIn",
+    "password_error",
     "recently_confirmed",
     "requires_recent_password",
 ]
@@ -97,6 +98,7 @@ class AuthService:
         user = await self.users.create(
             name=form.name, email=form.email, password_hash=password_hash
         )
+        user.last_login_at = user.created_at  # signing up signs in
         token, row = await self.sessions.start(
             user.id,
             remember=False,
@@ -110,15 +112,19 @@ class AuthService:
     async def login(self, form: LoginForm, client: ClientInfo) -> SignedIn | None:
         """Check the credentials; on success start a new session (S11) and return it.
 
-        Returns ``None`` for an unknown email or a wrong password alike (S5); an unknown email
-        still costs one Argon2 verify (S6). A correct password whose hash has outdated
-        parameters is re-hashed (S2); a failed attempt never touches the hash.
+        Returns ``None`` for an unknown email, a wrong password or a disabled account alike
+        (S5, S19); an unknown email still costs one Argon2 verify (S6). A correct password whose
+        hash has outdated parameters is re-hashed (S2); a failed attempt never touches the hash.
+        A success stamps ``users.last_login_at``.
         """
         user = await self.users.by_email(form.email)
         await self.session.commit()  # end the read: no lock is held while Argon2 runs
         if not await self.passwords.verify(user.password_hash if user else None, form.password):
             return None
         assert user is not None and user.password_hash is not None
+        if user.disabled_at is not None:  # same answer as a wrong password (S5, S19)
+            return None
+        user.last_login_at = clock.now()
         if self.passwords.needs_rehash(user.password_hash):
             await self.users.set_password_hash(user, await self.passwords.hash(form.password))
         token, row = await self.sessions.start(
