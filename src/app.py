@@ -24,6 +24,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 import features.core.auth as auth_feature
+import features.core.auth.two_factor as two_factor_feature
 import features.dashboard as dashboard_feature
 import features.sessions as sessions_feature
 import features.tasks as tasks_feature
@@ -43,6 +44,7 @@ from shared.web.health import healthz, readyz
 
 FEATURES: tuple[ModuleType, ...] = (
     auth_feature,
+    two_factor_feature,
     users_feature,
     sessions_feature,
     tasks_feature,

@@ -16,6 +16,7 @@ FEATURE_MODELS = (
     "features.users.models",
     "features.sessions.models",
     "features.tasks.models",
+    "features.core.auth.two_factor.models",
 )
 
 

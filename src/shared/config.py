@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     app_name: str = "Slicestar"
     app_url: str = "http://127.0.0.1:8000"
     secret_key: str = ""
+    # Keys for secrets at rest (TOTP secrets, S25): comma-separated, newest first; empty =
+    # derived from SECRET_KEY. See shared.security.encryption.
+    encryption_key: str = ""
     database_url: str = DEFAULT_DATABASE_URL
     mail_url: str = ""
     mail_from: str = "Slicestar <no-reply@localhost>"

@@ -33,6 +33,7 @@ __all__ = [
 LOGIN_FAILED = "The email or password is incorrect."
 CONFIRM_PATH = "/confirm-password"
 CONFIRMATION_WINDOW = timedelta(minutes=15)  # SECURITY.md S20
+PENDING_LOGIN_LIFETIME = timedelta(minutes=5)  # S12: password done, two-factor challenge due
 
 
 def recently_confirmed(auth: SessionInfo | None) -> bool:
@@ -62,11 +63,15 @@ def requires_recent_password(connection: ASGIConnection, _handler: BaseRouteHand
 
 @dataclass(frozen=True, slots=True)
 class SignedIn:
-    """A new session: the cookie ``token`` and its ``session`` row, for ``user``."""
+    """A new session: the cookie ``token`` and its ``session`` row, for ``user``.
+
+    With ``two_factor_pending`` the row is only a pending login: the challenge comes next (S12).
+    """
 
     user: User
     token: str
     session: BrowserSession
+    two_factor_pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +117,9 @@ class AuthService:
 
         Returns ``None`` for an unknown email or a wrong password alike (S5); an unknown email
         still costs one Argon2 verify (S6). A correct password whose hash has outdated
-        parameters is re-hashed (S2); a failed attempt never touches the hash.
+        parameters is re-hashed (S2); a failed attempt never touches the hash. For a user with
+        two-factor authentication on, the new session is only a pending login that opens
+        nothing but the challenge for 5 minutes (S12); the re-hash still happens here, first.
         """
         user = await self.users.by_email(form.email)
         await self.session.commit()  # end the read: no lock is held while Argon2 runs
@@ -127,9 +134,12 @@ class AuthService:
             ip_address=client.ip_address,
             user_agent=client.user_agent,
             replaces=client.previous_session,
+            pending_for=PENDING_LOGIN_LIFETIME if user.two_factor_enabled else None,
         )
         await self.session.commit()
-        return SignedIn(user=user, token=token, session=row)
+        return SignedIn(
+            user=user, token=token, session=row, two_factor_pending=user.two_factor_enabled
+        )
 
     async def confirm_password(
         self, user_id: uuid.UUID, session_id: uuid.UUID, password: str
