@@ -79,6 +79,32 @@ async def test_s20_enabling_needs_a_recent_password(client, app, frozen):
     assert (await user_row(app, EMAIL)).two_factor_secret is None
 
 
+async def test_setup_page_without_a_started_setup_goes_back_to_security(client, frozen):
+    await register(client, EMAIL)
+    await confirm_password(client)
+    page = await client.get("/settings/security/two-factor/setup")
+    assert page.status_code == 303 and page.headers["location"] == "/settings/security"
+    assert "Start the setup" in (await follow(client, page)).text
+    confirm = await security_post(
+        client, "/settings/security/two-factor/confirm", {"code": "123456"}
+    )
+    assert confirm.status_code == 303 and confirm.headers["location"] == "/settings/security"
+    regenerate = await security_post(client, "/settings/security/two-factor/recovery-codes")
+    assert regenerate.status_code == 303
+    assert "Two-factor authentication is off." in (await follow(client, regenerate)).text
+
+
+async def test_a_secret_that_cannot_be_decrypted_still_allows_recovery_codes(
+    client, app, frozen, monkeypatch
+):
+    secret, codes = await two_factor_user(client, app)
+    monkeypatch.setattr(app.state.settings, "secret_key", "a-rotated-secret-key-" + "r" * 30)
+    await password_step(client, EMAIL)
+    response = await submit_code(client, code_now(secret))
+    assert response.status_code == 422
+    assert (await submit_recovery(client, codes[0])).status_code == 303
+
+
 async def test_s26_two_factor_stays_off_until_one_valid_code_is_confirmed(client, app, frozen):
     await register(client, EMAIL)
     secret = await start_setup(client)

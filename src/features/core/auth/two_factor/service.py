@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import secrets
 import uuid
@@ -57,6 +58,7 @@ FAILURES_PER_WINDOW = 5  # S29: the next attempt within the minute answers 429
 FAILURES_MAX = 10  # S29: this many wrong codes end the pending login
 
 _PURPOSE = "two-factor-secret"
+logger = logging.getLogger(__name__)
 
 
 class TwoFactorError(Exception):
@@ -295,7 +297,14 @@ class TwoFactorService:
         state = await self.repo.state(user_id)
         if state is None or not state[1] or not state[0]:
             return "wrong"
-        steps = matching_steps(self._decrypt(state[0]), code, clock.now())
+        try:
+            secret = self.box.decrypt(state[0])
+        except DecryptionError:
+            # A changed SECRET_KEY/ENCRYPTION_KEY: codes cannot be checked, recovery codes
+            # (hashes, no key involved) still sign the user in.
+            logger.error("two-factor secret of user %s cannot be decrypted", user_id)
+            return "wrong"
+        steps = matching_steps(secret, code, clock.now())
         for step in steps:
             if await self.repo.advance_step(user_id, step):
                 return "ok"
