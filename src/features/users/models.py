@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Enum, String
+from sqlalchemy import Boolean, Enum, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.database import Base, ISOTimestamp, TimestampMixin, UUIDPrimaryKeyMixin
@@ -44,6 +44,6 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
         Boolean(name="two_factor_enabled"), default=False
     )
     two_factor_confirmed_at: Mapped[datetime | None] = mapped_column(ISOTimestamp(), nullable=True)
-    # The last accepted TOTP time step (unix time // 30); a code of that step or older is
-    # refused (SECURITY.md S28, RFC 6238 §5.2).
-    two_factor_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The last accepted TOTP time step (unix time // 30, fits a 32-bit integer for ~2000 years);
+    # a code of that step or older is refused (SECURITY.md S28, RFC 6238 §5.2).
+    two_factor_last_step: Mapped[int | None] = mapped_column(nullable=True)

@@ -46,7 +46,7 @@ def upgrade() -> None:
         )
 
     with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("two_factor_last_step", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("two_factor_last_step", sa.Integer(), nullable=True))
 
     # ### end Alembic commands ###
 
