@@ -128,9 +128,18 @@ class AuthService:
         assert user is not None and user.password_hash is not None
         if self.passwords.needs_rehash(user.password_hash):
             await self.users.set_password_hash(user, await self.passwords.hash(form.password))
+        return await self.start_session(user, remember=form.remember, client=client)
+
+    async def start_session(self, user: User, *, remember: bool, client: ClientInfo) -> SignedIn:
+        """Start the session of an authenticated ``user`` (new id, S11) and commit.
+
+        Every sign-in path (password, and OAuth when it exists) ends here, so a user with
+        two-factor authentication on gets only a pending login that opens nothing but the
+        challenge for 5 minutes (S12, S32).
+        """
         token, row = await self.sessions.start(
             user.id,
-            remember=form.remember,
+            remember=remember,
             ip_address=client.ip_address,
             user_agent=client.user_agent,
             replaces=client.previous_session,

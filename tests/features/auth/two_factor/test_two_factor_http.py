@@ -213,8 +213,11 @@ async def test_s30_regenerating_codes_needs_a_password_and_kills_the_old_ones(
 
 async def test_s12_the_password_step_opens_nothing_but_the_challenge(client, app, frozen):
     await two_factor_user(client, app)
-    response = await password_step(client, EMAIL)
+    response = await password_step(client, EMAIL, remember=True)
     assert response.headers["location"] == CHALLENGE
+    cookie = next(v for v in response.headers.get_list("set-cookie") if v.startswith("session="))
+    lowered = cookie.lower()
+    assert "httponly" in lowered and "samesite=lax" in lowered and "max-age" not in lowered
     pending = [r for r in await session_rows(app) if r.pending_2fa_until is not None]
     assert len(pending) == 1
     for path in ("/dashboard", "/tasks", "/settings/security", "/settings/profile"):
@@ -243,6 +246,12 @@ async def test_s12_pending_login_lasts_five_minutes(client, app, frozen):
     response = await submit_code(client, code_now(secret))
     assert response.status_code == 303 and response.headers["location"] == "/login"
     assert await session_rows(app) == []
+
+
+async def test_challenge_page_sends_a_signed_in_user_on(client, frozen):
+    await register(client, EMAIL)
+    response = await client.get(f"{CHALLENGE}?next=/tasks")
+    assert response.status_code == 303 and response.headers["location"] == "/tasks"
 
 
 async def test_s12_challenge_without_a_pending_login_sends_to_sign_in(client):

@@ -1,4 +1,4 @@
-"""two factor
+"""two factor: two_factor_recovery_codes, sessions.pending_2fa_until, users.two_factor_last_step
 
 Revision ID: 0003
 Revises: 0001
