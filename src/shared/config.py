@@ -63,6 +63,8 @@ class Settings(BaseSettings):
                 )
         elif not self.secret_key:
             self.secret_key = _development_secret_key()
+        if any(len(k.strip()) < 32 for k in self.encryption_key.split(",") if k.strip()):
+            raise ValueError("each ENCRYPTION_KEY must have at least 32 random characters")
         return self
 
     @property

@@ -49,3 +49,18 @@ def test_s25_encryption_key_rotates_and_secret_key_values_still_decrypt():
 def test_a_box_without_keys_is_refused():
     with pytest.raises(ValueError):
         SecretBox([], purpose="p")
+
+
+def test_s25_short_encryption_keys_are_refused():
+    from pydantic import ValidationError
+
+    from shared.config import Settings
+
+    with pytest.raises(ValidationError, match="ENCRYPTION_KEY"):
+        Settings(app_env="test", secret_key="k" * 40, encryption_key="short")
+    with pytest.raises(ValidationError, match="ENCRYPTION_KEY"):
+        Settings(app_env="test", secret_key="k" * 40, encryption_key="n" * 40 + ",short")
+    settings = Settings(
+        app_env="test", secret_key="k" * 40, encryption_key="n" * 40 + ", " + "o" * 32
+    )
+    assert SecretBox.from_settings(settings.encryption_key, settings.secret_key, "p")
