@@ -26,6 +26,7 @@ import features.admin as admin_feature
 import features.assets as assets_feature
 import features.backup as backup_feature
 import features.core.auth as auth_feature
+import features.core.auth.two_factor as two_factor_feature
 import features.dashboard as dashboard_feature
 import features.notifications as notifications_feature
 import features.sessions as sessions_feature
@@ -50,6 +51,7 @@ from shared.web.render import CONTEXT_PROVIDERS, provide_template_context
 
 FEATURES: tuple[ModuleType, ...] = (
     auth_feature,
+    two_factor_feature,
     users_feature,
     sessions_feature,
     tasks_feature,

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     app_name: str = "Slicestar"
     app_url: str = "http://127.0.0.1:8000"
     secret_key: str = ""
+    # Keys for secrets at rest (TOTP secrets, S25): comma-separated, newest first; empty =
+    # derived from SECRET_KEY. See shared.security.encryption.
+    encryption_key: str = ""
     database_url: str = DEFAULT_DATABASE_URL
     mail_url: str = ""
     mail_from: str = "Slicestar <no-reply@localhost>"
@@ -78,6 +81,8 @@ class Settings(BaseSettings):
                 )
         elif not self.secret_key:
             self.secret_key = _development_secret_key()
+        if any(len(k.strip()) < 32 for k in self.encryption_key.split(",") if k.strip()):
+            raise ValueError("each ENCRYPTION_KEY must have at least 32 random characters")
         return self
 
     @property

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from litestar import Litestar
 from litestar.connection import ASGIConnection
 
 from shared import clock
@@ -71,5 +72,17 @@ def emit_security_event(
         occurred_at=clock.now(),
         details=details,
     )
-    connection.app.emit(SECURITY_EVENT, event, connection.app.state)
+    emit(connection.app, SECURITY_EVENT, event, connection.app.state)
     return event
+
+
+def emit(app: Litestar, event_id: str, *args: Any) -> None:
+    """``app.emit(event_id, *args)`` when someone listens; nothing otherwise.
+
+    Litestar's emitter raises ``ImproperlyConfiguredException`` for an event without
+    listeners, which would turn a finished action into a 500 while no feature listens yet.
+    """
+    listeners = getattr(app.event_emitter, "listeners", None)
+    if listeners is not None and not listeners.get(event_id):
+        return
+    app.emit(event_id, *args)

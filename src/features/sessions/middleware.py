@@ -2,7 +2,8 @@
 
 Anonymous requests get ``scope["user"] = None`` and never touch the database beyond nothing:
 without a cookie there is no query at all (DESIGN.md §3). A cookie that names no live session
-is deleted from the browser; it is never adopted (S10).
+is deleted from the browser; it is never adopted (S10). A pending two-factor login (S12) is
+not a signed-in user: it only sets ``scope["pending_login"]`` for the challenge routes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from features.sessions.service import resolve, session_cookie_name
+from features.sessions.service import PendingLogin, resolve, session_cookie_name
 from shared.web.cookies import expired_cookie, read_cookie
 
 
@@ -30,7 +31,10 @@ class SessionMiddleware:
         # An EventSource (re)connect is not user activity: it must not keep an idle session alive.
         touch = (b"accept", b"text/event-stream") not in scope.get("headers", ())
         resolved = await resolve(state.db, state.settings, token, touch=touch) if token else None
-        scope["user"], scope["auth"] = resolved if resolved else (None, None)
+        pending = resolved if isinstance(resolved, PendingLogin) else None
+        signed_in = resolved if isinstance(resolved, tuple) else None
+        scope["user"], scope["auth"] = signed_in if signed_in else (None, None)
+        scope["pending_login"] = pending  # type: ignore[typeddict-unknown-key]  # S12
         if token is None or resolved is not None:
             await self.app(scope, receive, send)
             return

@@ -2,7 +2,8 @@
 
 Seed columns: id, user_id, ip_address, user_agent, payload, last_activity. Added: the SHA-256
 ``token_hash`` of the cookie value (the token itself is never stored), ``remember``,
-``created_at`` and ``expires_at`` (the absolute timeout). ``payload`` holds the CSRF secret
+``created_at`` and ``expires_at`` (the absolute timeout), ``pending_2fa_until`` (a password-only
+login waiting for its two-factor challenge, S12). ``payload`` holds the CSRF secret
 and other per-session state as JSON.
 """
 
@@ -34,3 +35,6 @@ class BrowserSession(UUIDPrimaryKeyMixin, Base):
     created_at: Mapped[datetime] = mapped_column(ISOTimestamp())
     last_activity: Mapped[datetime] = mapped_column(ISOTimestamp())
     expires_at: Mapped[datetime] = mapped_column(ISOTimestamp(), index=True)
+    # Set while the row is only a pending two-factor login (S12): until this instant it opens
+    # the challenge and nothing else; NULL for a signed-in session.
+    pending_2fa_until: Mapped[datetime | None] = mapped_column(ISOTimestamp(), nullable=True)

@@ -27,6 +27,7 @@ _LOOKUP = (
         _s.c.created_at,
         _s.c.last_activity,
         _s.c.expires_at,
+        _s.c.pending_2fa_until,
         _u.c.name,
         _u.c.email,
         _u.c.role,
@@ -59,6 +60,16 @@ class SessionRepository(Repository[BrowserSession]):
     """Sessions through the request's ORM session."""
 
     model = BrowserSession
+
+    async def get_for_update(self, session_id: uuid.UUID) -> BrowserSession | None:
+        """Return the session row ``session_id`` locked until the transaction ends (PostgreSQL
+        ``FOR UPDATE``; SQLite writer transactions are already exclusive), or ``None``."""
+        return await self.session.scalar(
+            select(BrowserSession)
+            .where(BrowserSession.id == session_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
 
     async def delete_id(self, session_id: uuid.UUID) -> int:
         """Delete the session ``session_id``; returns rows deleted (0 or 1)."""

@@ -67,6 +67,20 @@ class SessionInfo:
     password_confirmed_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingLogin:
+    """A password-only login waiting for its two-factor challenge (``scope["pending_login"]``).
+
+    It is not a signed-in session: ``request.user`` and ``request.auth`` stay ``None``, so it
+    opens only routes that ask for it (S12). ``remember`` is the choice made at the password step.
+    """
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    remember: bool
+    until: datetime
+
+
 def session_cookie_name(settings: Settings) -> str:
     """``session``, or ``__Host-session`` over https (S13)."""
     return cookie_name("session", settings.https)
@@ -123,11 +137,14 @@ class SessionService:
         ip_address: str | None,
         user_agent: str | None,
         replaces: uuid.UUID | None = None,
+        pending_for: timedelta | None = None,
     ) -> tuple[str, BrowserSession]:
         """Create a session for ``user_id`` and return ``(cookie token, row)``.
 
         ``replaces`` is the id of the session the browser had before (it is deleted: the id
-        rotates on every sign-in, S11). A fresh CSRF secret is drawn (S22).
+        rotates on every sign-in, S11). A fresh CSRF secret is drawn (S22). With
+        ``pending_for`` the row is only a pending two-factor login that ends after that long
+        (S12).
         """
         if replaces is not None:
             await self.sessions.delete_id(replaces)
@@ -144,6 +161,9 @@ class SessionService:
             last_activity=now,
             expires_at=now + absolute_lifetime(self.settings, remember),
         )
+        if pending_for is not None:
+            row.pending_2fa_until = now + pending_for
+            row.expires_at = min(row.expires_at, row.pending_2fa_until)
         await self.sessions.add(row)
         return token, row
 
@@ -153,6 +173,10 @@ class SessionService:
         if row is not None:
             row.payload = {**row.payload, "password_confirmed_at": format_timestamp(when)}
             await self.session.flush()
+
+    async def get_for_update(self, session_id: uuid.UUID) -> BrowserSession | None:
+        """Return the row of ``session_id``, locked for this transaction, or ``None``."""
+        return await self.sessions.get_for_update(session_id)
 
     async def end(self, session_id: uuid.UUID) -> bool:
         """Delete one session; True if it existed."""
@@ -186,8 +210,11 @@ class SessionService:
 
 async def resolve(
     db: Database, settings: Settings, token: str, *, touch: bool = True
-) -> tuple[CurrentUser, SessionInfo] | None:
+) -> tuple[CurrentUser, SessionInfo] | PendingLogin | None:
     """Return who holds ``token`` and their session, or ``None`` if it is unknown or expired.
+
+    A row that is still a pending two-factor login resolves to a :class:`PendingLogin` (never
+    to a user) until its ``pending_2fa_until``; after that it is deleted like an expired one (S12).
 
     One read query on the hot path. An expired row is deleted on the spot; ``last_activity``
     is refreshed when it is older than ``session_touch_seconds`` unless ``touch`` is False
@@ -211,6 +238,14 @@ async def resolve(
         async with db.write_engine.begin() as conn:
             await repository.delete_by_id(conn, row.id)
         return None
+    if row.pending_2fa_until is not None:
+        if now > row.pending_2fa_until:
+            async with db.write_engine.begin() as conn:
+                await repository.delete_by_id(conn, row.id)
+            return None
+        return PendingLogin(
+            id=row.id, user_id=row.user_id, remember=bool(row.remember), until=row.pending_2fa_until
+        )
     last_activity = row.last_activity
     if touch and (now - last_activity).total_seconds() >= settings.session_touch_seconds:
         try:

@@ -55,6 +55,10 @@ class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     disabled_at: Mapped[datetime | None] = mapped_column(ISOTimestamp(), nullable=True)
     last_login_at: Mapped[datetime | None] = mapped_column(ISOTimestamp(), nullable=True)
 
+    # The last accepted TOTP time step (unix time // 30, fits a 32-bit integer for ~2000 years);
+    # a code of that step or older is refused (SECURITY.md S28, RFC 6238 §5.2).
+    two_factor_last_step: Mapped[int | None] = mapped_column(nullable=True)
+
     @property
     def is_disabled(self) -> bool:
         """True while an administrator has the account disabled."""

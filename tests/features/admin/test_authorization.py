@@ -27,6 +27,11 @@ PUBLIC = {
     ("POST", "/login"),
     ("GET", "/register"),
     ("POST", "/register"),
+    # The two-factor challenge: reachable only with a pending login (checked by its handlers, S12).
+    ("GET", "/login/two-factor"),
+    ("POST", "/login/two-factor"),
+    ("POST", "/login/two-factor/recovery"),
+    ("POST", "/login/two-factor/cancel"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/static/{file_path:path}"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -18,6 +20,7 @@ from shared.web.forms import read_form
 from shared.web.render import page, redirect, safe_next
 
 PASSWORD_FIELDS = frozenset({"password", "password_confirmation"})
+TWO_FACTOR_PATH = "/login/two-factor"
 
 
 def _service(db_session: NamedDependency[AsyncSession], state: State) -> AuthService:
@@ -25,7 +28,7 @@ def _service(db_session: NamedDependency[AsyncSession], state: State) -> AuthSer
 
 
 def _client(request: Request) -> ClientInfo:
-    auth = request.scope.get("auth")
+    auth = request.scope.get("auth") or request.scope.get("pending_login")
     return ClientInfo(
         ip_address=client_ip(request),
         user_agent=user_agent(request),
@@ -83,6 +86,14 @@ class AuthController(Controller):
                 "next": safe_next(data.get("next"), ""),
             }
             return page(request, "auth/login.html", context, status_code=422)
+        if signed_in.two_factor_pending:  # S12: the challenge comes first
+            cookie = make_cookie(
+                session_cookie_name(state.settings), signed_in.token, https=state.settings.https
+            )
+            challenge = TWO_FACTOR_PATH + (
+                f"?next={quote(target, safe='/')}" if data.get("next") else ""
+            )
+            return redirect(request, challenge, cookies=[cookie])
         return _signed_in_redirect(
             request, state, signed_in, target, f"Welcome back, {signed_in.user.name}."
         )

@@ -34,6 +34,7 @@ __all__ = [
 LOGIN_FAILED = "The email or password is incorrect."
 CONFIRM_PATH = "/confirm-password"
 CONFIRMATION_WINDOW = timedelta(minutes=15)  # SECURITY.md S20
+PENDING_LOGIN_LIFETIME = timedelta(minutes=5)  # S12: password done, two-factor challenge due
 
 
 def recently_confirmed(auth: SessionInfo | None) -> bool:
@@ -63,11 +64,15 @@ def requires_recent_password(connection: ASGIConnection, _handler: BaseRouteHand
 
 @dataclass(frozen=True, slots=True)
 class SignedIn:
-    """A new session: the cookie ``token`` and its ``session`` row, for ``user``."""
+    """A new session: the cookie ``token`` and its ``session`` row, for ``user``.
+
+    With ``two_factor_pending`` the row is only a pending login: the challenge comes next (S12).
+    """
 
     user: User
     token: str
     session: BrowserSession
+    two_factor_pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +120,9 @@ class AuthService:
         Returns ``None`` for an unknown email, a wrong password or a disabled account alike
         (S5, S19); an unknown email still costs one Argon2 verify (S6). A correct password whose
         hash has outdated parameters is re-hashed (S2); a failed attempt never touches the hash.
-        A success stamps ``users.last_login_at``.
+        A success stamps ``users.last_login_at``. For a user with two-factor authentication on,
+        the new session is only a pending login that opens nothing but the challenge for
+        5 minutes (S12); the re-hash still happens here, first.
         """
         user = await self.users.by_email(form.email)
         await self.session.commit()  # end the read: no lock is held while Argon2 runs
@@ -127,15 +134,27 @@ class AuthService:
         user.last_login_at = clock.now()
         if self.passwords.needs_rehash(user.password_hash):
             await self.users.set_password_hash(user, await self.passwords.hash(form.password))
+        return await self.start_session(user, remember=form.remember, client=client)
+
+    async def start_session(self, user: User, *, remember: bool, client: ClientInfo) -> SignedIn:
+        """Start the session of an authenticated ``user`` (new id, S11) and commit.
+
+        Every sign-in path (password, and OAuth when it exists) ends here, so a user with
+        two-factor authentication on gets only a pending login that opens nothing but the
+        challenge for 5 minutes (S12, S32).
+        """
         token, row = await self.sessions.start(
             user.id,
-            remember=form.remember,
+            remember=remember,
             ip_address=client.ip_address,
             user_agent=client.user_agent,
             replaces=client.previous_session,
+            pending_for=PENDING_LOGIN_LIFETIME if user.two_factor_enabled else None,
         )
         await self.session.commit()
-        return SignedIn(user=user, token=token, session=row)
+        return SignedIn(
+            user=user, token=token, session=row, two_factor_pending=user.two_factor_enabled
+        )
 
     async def confirm_password(
         self, user_id: uuid.UUID, session_id: uuid.UUID, password: str
