@@ -23,6 +23,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+import features.audit as audit_feature
 import features.core.auth as auth_feature
 import features.dashboard as dashboard_feature
 import features.sessions as sessions_feature
@@ -47,6 +48,7 @@ FEATURES: tuple[ModuleType, ...] = (
     sessions_feature,
     tasks_feature,
     dashboard_feature,
+    audit_feature,
 )
 SHARED_WEB = Path(__file__).parent / "shared" / "web"
 

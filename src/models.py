@@ -16,6 +16,8 @@ FEATURE_MODELS = (
     "features.users.models",
     "features.sessions.models",
     "features.tasks.models",
+    "features.audit.models",
+    "shared.security.throttle",
 )
 
 

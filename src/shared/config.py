@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     remember_me_days: int = 30
     session_touch_seconds: int = 60
 
+    # Audit trail (SECURITY.md S52): `litestar audit prune` deletes older events.
+    audit_retention_days: int = 365
+
     # Argon2id (SECURITY.md S1: OWASP baseline m=19 MiB, t=2, p=1; raise, never lower).
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456
