@@ -6,13 +6,15 @@ own ``Settings(...)`` and pass it to ``create_app``.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 DB_DIR = ROOT_DIR / "db"
@@ -38,7 +40,8 @@ class Settings(BaseSettings):
     mail_from: str = "Slicestar <no-reply@localhost>"
     storage_dir: Path = DB_DIR / "assets"
     redis_url: str = ""
-    trusted_proxies: list[str] = Field(default_factory=list)
+    # Proxies whose X-Forwarded-For is believed: a JSON list or comma-separated IPs/CIDRs.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Sessions (SECURITY.md S14, S15).
     session_idle_minutes: int = 30
@@ -53,6 +56,19 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456
     argon2_parallelism: int = 1
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                value = json.loads(text)
+            else:
+                value = [part.strip() for part in text.split(",") if part.strip()]
+        for entry in value if isinstance(value, list) else ():
+            ipaddress.ip_network(str(entry).strip(), strict=False)  # ValueError: not an IP/CIDR
+        return value
 
     @model_validator(mode="after")
     def _secret_key_policy(self) -> Settings:

@@ -292,3 +292,26 @@ async def test_redis_url_switches_the_store(settings):
     app = create_app(settings)
     async with running(app):
         assert isinstance(throttle.store_for(app.state), throttle.DatabaseThrottleStore)
+
+
+def test_s9_trusted_proxies_setting_accepts_a_list_or_commas_and_refuses_garbage(monkeypatch):
+    from shared.config import Settings
+
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")
+    assert Settings(secret_key=SECRET_KEY).trusted_proxies == ["10.0.0.0/8", "127.0.0.1"]
+    monkeypatch.setenv("TRUSTED_PROXIES", '["192.0.2.1"]')
+    assert Settings(secret_key=SECRET_KEY).trusted_proxies == ["192.0.2.1"]
+    monkeypatch.setenv("TRUSTED_PROXIES", "not-an-ip")
+    with pytest.raises(ValueError):
+        Settings(secret_key=SECRET_KEY)
+
+
+async def test_expired_throttle_counters_are_pruned(app):
+    async with running(app):
+        clock = FrozenClock()
+        with use_clock(clock):
+            await throttle.hit(app.state, "login", "a")
+            await throttle.hit(app.state, "login", "b", window=3600)
+            clock.advance(seconds=61)
+            assert await throttle.prune(app.state) == 1
+            assert await throttle.check(app.state, "login", "b", limit=1) is not None

@@ -206,6 +206,14 @@ class RedisThrottleStore:
         await self.redis.aclose()
 
 
+async def prune(state: Any) -> int:
+    """Delete expired counters from the database store (Redis expires keys itself)."""
+    store = store_for(state)
+    if isinstance(store, DatabaseThrottleStore):
+        return await store.prune(clock.now())
+    return 0
+
+
 def store_for(state: Any) -> ThrottleStore:
     """The app's store (created on first use and kept on ``state``): Redis when
     ``settings.redis_url`` is set, else the database."""

@@ -224,3 +224,15 @@ async def test_sign_in_prunes_expired_sessions_now_and_then(client, other_client
         clock.advance(hours=13)
         await login(client, "ann@example.com")  # within the prune interval: no second prune
         assert await session_count(app) == 2
+
+
+async def test_ending_this_very_session_signs_out_here(client, app):
+    await register(client, "ann@example.com")
+    current = SESSION_ID.findall((await client.get("/settings/sessions")).text)[0]
+    await confirm(client)
+    response = await post_form(
+        client, f"/settings/sessions/{current}/end", {}, token_from="/settings/sessions"
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert await session_count(app) == 0
+    assert (await client.get("/dashboard")).status_code == 303

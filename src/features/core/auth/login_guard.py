@@ -67,7 +67,7 @@ async def after_login_success(
 ) -> None:
     """Reset the budgets, emit ``authn_login_success`` (with browser and OS), emit
     ``authn_login_new_device`` when this browser/OS/IP combination never signed in to the
-    account before, and prune expired sessions now and then."""
+    account before, and prune expired sessions and throttle counters now and then."""
     device = describe_device(user_agent(request))
     ip = client_ip(request)
     if via == "password":
@@ -92,7 +92,8 @@ async def after_login_success(
         os=device.os,
         via=via,
     )
-    await maybe_prune_expired(state.db, state.settings)
+    if await maybe_prune_expired(state.db, state.settings) is not None:
+        await throttle.prune(state)  # same cadence: at most every 10 minutes per process
 
 
 async def refuse_confirmation_if_throttled(request: Request, state: State) -> None:
