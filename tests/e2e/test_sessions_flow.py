@@ -65,5 +65,10 @@ async def test_end_another_session_from_the_sessions_page(
         await second.get_by_role("link", name="Tasks", exact=True).click()
         await expect(second).to_have_url(re.compile(r"/login\?next=/tasks$"))
         await shot(second, "second-browser-signed-out")
+
+        await page.get_by_role("link", name="Activity").click()
+        await expect(page.locator(".activity-table")).to_contain_text("Session ended")
+        await expect(page.locator(".activity-table")).to_contain_text("Signed in")
+        await shot(page, "activity")
     finally:
         await second_context.close()
