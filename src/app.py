@@ -24,6 +24,7 @@ from litestar.template import TemplateConfig
 
 import features.admin as admin_feature
 import features.assets as assets_feature
+import features.audit as audit_feature
 import features.backup as backup_feature
 import features.core.auth as auth_feature
 import features.core.auth.two_factor as two_factor_feature
@@ -60,6 +61,7 @@ FEATURES: tuple[ModuleType, ...] = (
     backup_feature,
     notifications_feature,
     admin_feature,
+    audit_feature,
 )
 SHARED_WEB = Path(__file__).parent / "shared" / "web"
 

@@ -19,6 +19,8 @@ FEATURE_MODELS = (
     "features.assets.models",
     "features.notifications.models",
     "features.core.auth.two_factor.models",
+    "features.audit.models",
+    "shared.security.throttle",
 )
 
 

@@ -6,13 +6,15 @@ own ``Settings(...)`` and pass it to ``create_app``.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 DB_DIR = ROOT_DIR / "db"
@@ -41,7 +43,8 @@ class Settings(BaseSettings):
     mail_from: str = "Slicestar <no-reply@localhost>"
     storage_dir: Path = DB_DIR / "assets"
     redis_url: str = ""
-    trusted_proxies: list[str] = Field(default_factory=list)
+    # Proxies whose X-Forwarded-For is believed: a JSON list or comma-separated IPs/CIDRs.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Operations (README "Backups", "Operations"; SECURITY.md R6, R10).
     backup_dir: Path = DB_DIR / "backups"
@@ -61,6 +64,8 @@ class Settings(BaseSettings):
     # and how long ``litestar notifications prune`` keeps them by default.
     notification_poll_seconds: float = 1.0
     notification_retention_days: int = 90
+    # Audit trail (SECURITY.md S52): `litestar audit prune` deletes older events.
+    audit_retention_days: int = 365
 
     # Argon2id (SECURITY.md S1: OWASP baseline m=19 MiB, t=2, p=1; raise, never lower).
     argon2_time_cost: int = 2
@@ -71,6 +76,19 @@ class Settings(BaseSettings):
     asset_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     asset_quota_bytes: int = Field(default=100 * 1024 * 1024, ge=0)
     asset_max_pixels: int = Field(default=40_000_000, gt=0)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                value = json.loads(text)
+            else:
+                value = [part.strip() for part in text.split(",") if part.strip()]
+        for entry in value if isinstance(value, list) else ():
+            ipaddress.ip_network(str(entry).strip(), strict=False)  # ValueError: not an IP/CIDR
+        return value
 
     @model_validator(mode="after")
     def _secret_key_policy(self) -> Settings:

@@ -56,6 +56,25 @@ async def delete_by_id(conn: AsyncConnection, session_id: uuid.UUID) -> None:
     await conn.execute(delete(_s).where(_s.c.id == session_id))
 
 
+async def delete_expired(
+    conn: AsyncConnection,
+    now: datetime,
+    idle_cutoff: datetime,
+    remember_idle_cutoff: datetime,
+) -> int:
+    """Delete sessions past their absolute expiry or idle since before their cutoff
+    (``idle_cutoff`` for ordinary sessions, ``remember_idle_cutoff`` for "remember me" ones)."""
+    stmt = delete(_s).where(
+        or_(
+            _s.c.expires_at < now,
+            and_(_s.c.remember.is_(False), _s.c.last_activity < idle_cutoff),
+            and_(_s.c.remember.is_(True), _s.c.last_activity < remember_idle_cutoff),
+        )
+    )
+    result = await conn.execute(stmt)
+    return result.rowcount or 0
+
+
 class SessionRepository(Repository[BrowserSession]):
     """Sessions through the request's ORM session."""
 
@@ -84,6 +103,30 @@ class SessionRepository(Repository[BrowserSession]):
         if except_id is not None:
             stmt = stmt.where(_s.c.id != except_id)
         result = await self.session.execute(stmt)
+        return result.rowcount or 0
+
+    async def list_for_user(self, user_id: uuid.UUID) -> list[Row[Any]]:
+        """Every session row of ``user_id`` (no token hash, no payload), newest activity first."""
+        stmt = (
+            select(
+                _s.c.id,
+                _s.c.ip_address,
+                _s.c.user_agent,
+                _s.c.remember,
+                _s.c.created_at,
+                _s.c.last_activity,
+                _s.c.expires_at,
+            )
+            .where(_s.c.user_id == user_id, _s.c.pending_2fa_until.is_(None))
+            .order_by(_s.c.last_activity.desc(), _s.c.id)
+        )
+        return list((await self.session.execute(stmt)).all())
+
+    async def delete_for_owner(self, session_id: uuid.UUID, user_id: uuid.UUID) -> int:
+        """Delete session ``session_id`` only if it belongs to ``user_id``; returns rows deleted."""
+        result = await self.session.execute(
+            delete(_s).where(_s.c.id == session_id, _s.c.user_id == user_id)
+        )
         return result.rowcount or 0
 
 

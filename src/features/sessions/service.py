@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,6 +80,18 @@ class PendingLogin:
     user_id: uuid.UUID
     remember: bool
     until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSession:
+    """A session as its owner sees it on the sessions page (no token, no CSRF secret)."""
+
+    id: uuid.UUID
+    ip_address: str | None
+    user_agent: str | None
+    remember: bool
+    created_at: datetime
+    last_activity: datetime
 
 
 def session_cookie_name(settings: Settings) -> str:
@@ -207,6 +220,50 @@ class SessionService:
             user_id, *self._cutoffs(now or clock.now())
         )
 
+    async def end_for_owner(self, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        """Delete session ``session_id`` if it belongs to ``user_id``; False when it does not
+        exist or is someone else's (the caller answers 404 either way, S38)."""
+        return await self.sessions.delete_for_owner(session_id, user_id) > 0
+
+    async def list_for_user(self, user_id: uuid.UUID) -> list[ActiveSession]:
+        """The live (unexpired) sessions of ``user_id``, most recently active first (S17)."""
+        now = clock.now()
+        return [
+            ActiveSession(
+                id=row.id,
+                ip_address=row.ip_address,
+                user_agent=row.user_agent,
+                remember=bool(row.remember),
+                created_at=row.created_at,
+                last_activity=row.last_activity,
+            )
+            for row in await self.sessions.list_for_user(user_id)
+            if not is_expired(
+                self.settings,
+                remember=bool(row.remember),
+                last_activity=row.last_activity,
+                expires_at=row.expires_at,
+                now=now,
+            )
+        ]
+
+    async def rotate_after_password_change(
+        self, current: SessionInfo, *, ip_address: str | None, user_agent: str | None
+    ) -> tuple[str, BrowserSession]:
+        """After a password change: end every other session of the user and replace the
+        current one with a fresh id (S18; OWASP Session Management: renew the id on any
+        privilege or credential change). Returns the new ``(cookie token, row)``; the caller
+        commits and sets the cookie.
+        """
+        await self.end_all_for_user(current.user_id, except_id=current.id)
+        return await self.start(
+            current.user_id,
+            remember=current.remember,
+            ip_address=ip_address,
+            user_agent=user_agent,
+            replaces=current.id,
+        )
+
 
 async def resolve(
     db: Database, settings: Settings, token: str, *, touch: bool = True
@@ -280,3 +337,29 @@ def _parse_optional(value: Any) -> datetime | None:
         return parse_timestamp(value) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+PRUNE_EVERY_SECONDS = 600
+_last_prune: list[float] = []  # monotonic time of this process's last opportunistic prune
+
+
+async def prune_expired(db: Database, settings: Settings, now: datetime | None = None) -> int:
+    """Delete every expired session row (absolute or idle timeout); returns how many."""
+    now = now or clock.now()
+    async with db.write_engine.begin() as conn:
+        return await repository.delete_expired(
+            conn,
+            now,
+            now - idle_timeout(settings, False),
+            now - idle_timeout(settings, True),
+        )
+
+
+async def maybe_prune_expired(db: Database, settings: Settings) -> int | None:
+    """:func:`prune_expired`, at most once per :data:`PRUNE_EVERY_SECONDS` per process (called
+    on sign-in so the table stays small without a scheduler); ``None`` when skipped."""
+    moment = time.monotonic()
+    if _last_prune and moment - _last_prune[0] < PRUNE_EVERY_SECONDS:
+        return None
+    _last_prune[:] = [moment]
+    return await prune_expired(db, settings)

@@ -17,7 +17,9 @@ from litestar.response import Redirect, Template
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from shared.events import emit_security_event
 from shared.web.context import request_id
+from shared.web.csrf import CSRFError
 from shared.web.render import shared_context
 
 logger = logging.getLogger("slicestar.errors")
@@ -68,9 +70,29 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return Redirect(path=f"/login?next={quote(target, safe='/')}", status_code=303)
     status = exc.status_code
+    if status == 403:
+        _emit_refusal(request, exc)
     # Litestar's default detail is the status phrase; ours (raised with a text) is shown as is.
     message = None if exc.detail == HTTPStatus(status).phrase or status >= 500 else exc.detail
     return _render(request, status, message, headers=exc.headers)
+
+
+def _emit_refusal(request: Request, exc: HTTPException) -> None:
+    """Record a refused request in the audit trail (S52): ``malicious_csrf`` for a CSRF or
+    origin failure, ``authz_fail`` for any other 403. Never lets auditing break the answer."""
+    user = request.scope.get("user")
+    name = "malicious_csrf" if isinstance(exc, CSRFError) else "authz_fail"
+    try:
+        emit_security_event(
+            request,
+            name,
+            user_id=user.id if user else None,
+            outcome="failure",
+            method=request.method,
+            path=request.url.path[:200],
+        )
+    except Exception:  # no listener registered, or the emitter is not running
+        logger.warning("security event %s not emitted", name, exc_info=True)
 
 
 def database_error_handler(request: Request, exc: Exception) -> Response:

@@ -11,9 +11,11 @@ from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from features.core.auth import login_guard
 from features.core.auth.schemas import parse_login, parse_register
 from features.core.auth.service import LOGIN_FAILED, AuthService, ClientInfo, EmailTaken, SignedIn
 from features.sessions.service import cookie_max_age, session_cookie_name
+from shared.events import emit_security_event
 from shared.web.client import client_ip, user_agent
 from shared.web.cookies import expired_cookie, make_cookie
 from shared.web.forms import read_form
@@ -76,9 +78,19 @@ class AuthController(Controller):
         data = await read_form(request, keep_whitespace=PASSWORD_FIELDS)
         target = safe_next(data.get("next"))
         form, errors = parse_login(data)
-        signed_in = (
-            await _service(db_session, state).login(form, _client(request)) if form else None
-        )
+        if form:
+            await login_guard.refuse_if_throttled(request, state, form.email)
+        service = _service(db_session, state)
+        signed_in = await service.login(form, _client(request)) if form else None
+        if form and signed_in is None:
+            await login_guard.after_login_failure(
+                request, state, form.email, service.attempted_user_id
+            )
+        if form and signed_in is not None:
+            via = "two_factor_pending" if signed_in.two_factor_pending else "password"
+            await login_guard.after_login_success(
+                request, state, form.email, signed_in.user.id, via=via
+            )
         if signed_in is None:
             context = {
                 "form": {"email": data.get("email", ""), "remember": data.get("remember")},
@@ -118,6 +130,9 @@ class AuthController(Controller):
             except EmailTaken:
                 errors = {"email": "An account with this email already exists. Sign in instead."}
             else:
+                await login_guard.after_login_success(
+                    request, state, form.email, signed_in.user.id, via="register"
+                )
                 return _signed_in_redirect(
                     request,
                     state,
@@ -150,8 +165,14 @@ class AuthController(Controller):
         data = await read_form(request, keep_whitespace=PASSWORD_FIELDS)
         target = safe_next(data.get("next"), "/settings")
         password = data.get("password", "")
+        await login_guard.refuse_confirmation_if_throttled(request, state)
         service = _service(db_session, state)
-        if password and await service.confirm_password(request.user.id, request.auth.id, password):
+        ok = bool(password) and await service.confirm_password(
+            request.user.id, request.auth.id, password
+        )
+        if password:
+            await login_guard.after_confirmation(request, state, ok)
+        if ok:
             return redirect(request, target)
         errors = {"password": "That password is not right." if password else "Enter your password."}
         return page(
@@ -167,6 +188,7 @@ class AuthController(Controller):
     ) -> Redirect:
         """End the server-side session (S16) and clear the cookie."""
         await _service(db_session, state).logout(request.auth.id)
+        emit_security_event(request, "authn_logout", user_id=request.user.id)
         settings = state.settings
         cookie = expired_cookie(session_cookie_name(settings), https=settings.https)
         return redirect(

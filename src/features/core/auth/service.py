@@ -92,6 +92,7 @@ class AuthService:
         self.passwords = passwords
         self.users = UserService(session)
         self.sessions = SessionService(session, settings)
+        self.attempted_user_id: uuid.UUID | None = None  # set by login(), for the audit trail
 
     async def register(self, form: RegisterForm, client: ClientInfo) -> SignedIn:
         """Create the account and sign it in. Raises :class:`EmailTaken` (nothing written).
@@ -125,6 +126,7 @@ class AuthService:
         5 minutes (S12); the re-hash still happens here, first.
         """
         user = await self.users.by_email(form.email)
+        self.attempted_user_id = user.id if user else None
         await self.session.commit()  # end the read: no lock is held while Argon2 runs
         if not await self.passwords.verify(user.password_hash if user else None, form.password):
             return None

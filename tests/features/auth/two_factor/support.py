@@ -111,7 +111,9 @@ async def session_rows(app) -> list[BrowserSession]:
 
 
 def record_events(app, monkeypatch) -> list:
-    """Capture every security event the two-factor pages emit (they are still emitted)."""
+    """Capture every security event the two-factor pages emit (they are still emitted),
+    including the sign-in they report through ``login_guard``."""
+    import features.core.auth.login_guard as login_guard
     import features.core.auth.two_factor.handlers as handlers
 
     events: list = []
@@ -123,6 +125,7 @@ def record_events(app, monkeypatch) -> list:
         return event
 
     monkeypatch.setattr(handlers, "emit_security_event", spy)
+    monkeypatch.setattr(login_guard, "emit_security_event", spy)
     return events
 
 

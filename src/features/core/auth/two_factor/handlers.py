@@ -15,6 +15,7 @@ from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from features.core.auth import login_guard
 from features.core.auth.service import requires_recent_password
 from features.core.auth.two_factor.service import (
     RECOVERY_CODE_COUNT,
@@ -295,8 +296,8 @@ class TwoFactorChallengeController(Controller):
             return self._page(request, method, next_path, {field: message}, 422)
 
         assert result.token is not None and result.session is not None
-        emit_security_event(
-            request, "authn_login_success", user_id=user_id, actor_id=user_id, two_factor=method
+        await login_guard.after_login_success(
+            request, state, "", user_id, via="two_factor", two_factor=method
         )
         flash = ("success", "You are signed in.")
         if result.remaining is not None:

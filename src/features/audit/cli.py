@@ -1,0 +1,57 @@
+"""``litestar audit prune``: delete audit events past the retention period (S52)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+
+import click
+
+from features.audit import service
+from shared.config import get_settings
+from shared.database import Database
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([dhm]?)\s*$")
+_UNITS = {"d": "days", "": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"365d"``, ``"12h"``, ``"30m"`` or a bare number of days → ``timedelta``.
+
+    Raises ``click.BadParameter`` for anything else (or zero).
+    """
+    match = _DURATION.match(text or "")
+    if not match or int(match.group(1)) <= 0:
+        raise click.BadParameter(f"{text!r} is not a duration like 365d, 12h or 30m")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@click.group("audit", help="The security audit trail.")
+def audit_group() -> None:
+    """``litestar audit …``."""
+
+
+@audit_group.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    default=None,
+    help="Delete events older than this (365d, 12h, 30m); default AUDIT_RETENTION_DAYS.",
+)
+def prune_command(older_than: str | None) -> None:
+    """Delete audit events older than the retention period and print how many."""
+    settings = get_settings()
+    age = (
+        parse_duration(older_than) if older_than else timedelta(days=settings.audit_retention_days)
+    )
+
+    async def main() -> int:
+        db = Database(settings.database_url)
+        try:
+            return await service.prune(db, age)
+        finally:
+            await db.dispose()
+
+    deleted = asyncio.run(main())
+    click.echo(f"Deleted {deleted} audit event(s) older than {age.days} day(s).")

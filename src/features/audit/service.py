@@ -1,0 +1,107 @@
+"""The audit trail's public face (SECURITY.md S52; OWASP Logging Cheat Sheet).
+
+Every :data:`shared.events.SECURITY_EVENT` becomes one ``audit_events`` row, written by
+:func:`record_security_event` after the response (Litestar's event emitter). Other features
+read a user's trail through :func:`recent_for_user` and ask :func:`is_new_device`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from litestar.datastructures import State
+from litestar.events import listener
+
+from features.audit.models import AuditEvent
+from features.audit.repository import AuditRepository
+from shared import clock
+from shared.database import Database
+from shared.events import SECURITY_EVENT, SecurityEvent
+from shared.web.client import Device
+
+logger = logging.getLogger("slicestar.audit")
+
+# Detail keys that could carry a secret are dropped, whatever the emitter meant (S52).
+_SECRET_WORDS = ("password", "token", "code", "secret", "session", "otp", "cookie", "hash")
+_MAX_DETAIL_CHARS = 200
+_MAX_DETAILS = 12
+LOGIN_EVENTS = ("authn_login_success",)
+
+
+def clean_details(details: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-safe copy of ``details`` without secret-looking keys, strings cut to 200 chars."""
+    out: dict[str, Any] = {}
+    for key, value in list(details.items())[:_MAX_DETAILS]:
+        name = str(key)[:40]
+        if any(word in name.lower() for word in _SECRET_WORDS):
+            continue
+        if value is None or isinstance(value, bool | int | float):
+            out[name] = value
+        else:
+            out[name] = str(value)[:_MAX_DETAIL_CHARS]
+    return out
+
+
+def row_for(event: SecurityEvent) -> AuditEvent:
+    """The ``audit_events`` row for ``event``."""
+    return AuditEvent(
+        occurred_at=event.occurred_at,
+        event=event.name[:64],
+        actor_id=event.actor_id,
+        user_id=event.user_id,
+        ip_address=(event.ip_address or None) and event.ip_address[:45],
+        user_agent=(event.user_agent or None) and event.user_agent[:512],
+        request_id=(event.request_id or None) and event.request_id[:64],
+        outcome=event.outcome,
+        details=clean_details(event.details),
+    )
+
+
+@listener(SECURITY_EVENT)
+async def record_security_event(event: SecurityEvent, state: State) -> None:
+    """Write ``event`` to ``audit_events`` (its own write transaction).
+
+    A failure is logged (event name and request id only) and swallowed: the response has
+    already been sent.
+    """
+    try:
+        async with state.db.write() as session:
+            session.add(row_for(event))
+    except Exception:
+        logger.exception(
+            "audit event not recorded: %s [request_id=%s]", event.name, event.request_id
+        )
+
+
+async def recent_for_user(db: Database, user_id: uuid.UUID, limit: int = 50) -> list[AuditEvent]:
+    """The newest ``limit`` (default 50) events about ``user_id``, newest first."""
+    async with db.reader() as session:
+        return await AuditRepository(session).recent_for_user(user_id, limit)
+
+
+async def is_new_device(
+    db: Database, user_id: uuid.UUID, device: Device, ip_address: str | None
+) -> bool:
+    """True when no earlier recorded sign-in of ``user_id`` came from this browser, OS and IP.
+
+    Compares with the last 200 ``authn_login_success`` events (their ``browser``/``os``
+    details and IP column).
+    """
+    async with db.reader() as session:
+        earlier = await AuditRepository(session).recent_for_user(user_id, 200, LOGIN_EVENTS)
+    return not any(
+        e.ip_address == ip_address
+        and e.details.get("browser") == device.browser
+        and e.details.get("os") == device.os
+        for e in earlier
+    )
+
+
+async def prune(db: Database, older_than: timedelta, now: datetime | None = None) -> int:
+    """Delete events older than ``older_than`` before ``now``; returns how many were deleted."""
+    cutoff = (now or clock.now()) - older_than
+    async with db.write() as session:
+        return await AuditRepository(session).delete_older_than(cutoff)

@@ -1,0 +1,133 @@
+"""Throttling and audit events around sign-in and password confirmation (S9, S20, S52).
+
+The handlers call these few functions so the rules stay in one place:
+
+- :func:`refuse_if_throttled` before the password is checked (429 + ``Retry-After``);
+- :func:`after_login_failure` / :func:`after_login_success` once the outcome is known.
+
+Budgets: 5 failures per minute per (normalised email, client IP) (``"login"``), plus a
+per-account back-off that grows with consecutive failures (``"login_account"``, see
+:mod:`shared.security.throttle`); password confirmation has its own per-user budget
+(``"confirm_password"``). Event names follow the OWASP Logging Vocabulary.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.exceptions import TooManyRequestsException
+
+from features.audit.service import is_new_device
+from features.sessions.service import maybe_prune_expired
+from features.users.service import normalise_email
+from shared.events import emit_security_event
+from shared.security import throttle
+from shared.web.client import client_ip, describe_device, user_agent
+
+THROTTLED = "Too many attempts. Please wait a moment and try again."
+
+
+def login_key(request: Request, email: str) -> str:
+    """The ``"login"`` budget key: normalised email and client IP."""
+    return f"{normalise_email(email)}|{client_ip(request) or '-'}"
+
+
+def _throttled(request: Request, retry: int, user_id: uuid.UUID | None, context: str) -> None:
+    emit_security_event(
+        request, "authn_login_lock", user_id=user_id, outcome="failure", context=context
+    )
+    raise TooManyRequestsException(detail=THROTTLED, headers={"Retry-After": str(retry)})
+
+
+async def refuse_if_throttled(request: Request, state: State, email: str) -> None:
+    """Raise ``TooManyRequestsException`` (429, ``Retry-After``) when this sign-in's budget or
+    the account's back-off is used up; emits ``authn_login_lock``."""
+    retry = await throttle.check(state, "login", login_key(request, email))
+    if retry is None:
+        retry = await throttle.backoff_check(state, "login_account", normalise_email(email))
+    if retry is not None:
+        _throttled(request, retry, None, "login")
+
+
+async def after_login_failure(
+    request: Request, state: State, email: str, user_id: uuid.UUID | None
+) -> None:
+    """Count the failure against both budgets and emit ``authn_login_fail``."""
+    await throttle.hit(state, "login", login_key(request, email))
+    await throttle.backoff_fail(state, "login_account", normalise_email(email))
+    emit_security_event(
+        request, "authn_login_fail", user_id=user_id, actor_id=None, outcome="failure"
+    )
+
+
+async def after_login_success(
+    request: Request,
+    state: State,
+    email: str,
+    user_id: uuid.UUID,
+    *,
+    via: str = "password",
+    **details: str,
+) -> None:
+    """Reset the budgets, emit ``authn_login_success`` (with browser and OS), emit
+    ``authn_login_new_device`` when this browser/OS/IP combination never signed in to the
+    account before, and prune expired sessions and throttle counters now and then.
+
+    ``via``: ``"password"`` (signed in), ``"two_factor_pending"`` (password right, challenge
+    next: only the budgets reset, nothing is reported yet, S12), ``"two_factor"`` (challenge
+    passed), ``"register"``.
+    """
+    device = describe_device(user_agent(request))
+    ip = client_ip(request)
+    if via in ("password", "two_factor_pending"):
+        await throttle.reset(state, "login", login_key(request, email))
+        await throttle.backoff_reset(state, "login_account", normalise_email(email))
+    if via == "two_factor_pending":
+        return  # not signed in yet: the two-factor challenge reports the sign-in (S12)
+    if via in ("password", "two_factor") and await is_new_device(state.db, user_id, device, ip):
+        emit_security_event(
+            request,
+            "authn_login_new_device",
+            user_id=user_id,
+            actor_id=user_id,
+            browser=device.browser,
+            os=device.os,
+            ip=ip,
+        )
+    emit_security_event(
+        request,
+        "authn_login_success",
+        user_id=user_id,
+        actor_id=user_id,
+        browser=device.browser,
+        os=device.os,
+        via=via,
+        **details,
+    )
+    if await maybe_prune_expired(state.db, state.settings) is not None:
+        await throttle.prune(state)  # same cadence: at most every 10 minutes per process
+
+
+async def refuse_confirmation_if_throttled(request: Request, state: State) -> None:
+    """Raise 429 when the signed-in user used up the password-confirmation budget (S20)."""
+    retry = await throttle.check(state, "confirm_password", str(request.user.id))
+    if retry is not None:
+        _throttled(request, retry, request.user.id, "confirm_password")
+
+
+async def after_confirmation(request: Request, state: State, ok: bool) -> None:
+    """Count a wrong confirmation (emitting ``authn_login_fail``) or reset the budget."""
+    key = str(request.user.id)
+    if ok:
+        await throttle.reset(state, "confirm_password", key)
+        return
+    await throttle.hit(state, "confirm_password", key)
+    emit_security_event(
+        request,
+        "authn_login_fail",
+        user_id=request.user.id,
+        outcome="failure",
+        context="confirm_password",
+    )

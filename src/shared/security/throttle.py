@@ -1,0 +1,303 @@
+"""Attempt throttling shared by every worker process (SECURITY.md S9, S29, S35; ASVS 5.0 V6.3.1).
+
+Two mechanisms, both keyed by a *budget name* (``"login"``, ``"confirm_password"``,
+``"two_factor"``, ``"password_reset"``, ``"verification_resend"`` …) and a caller-chosen key:
+
+- a fixed-window counter: at most ``limit`` attempts per ``window`` seconds;
+- an account back-off: after ``free`` consecutive failures every further attempt waits
+  ``2 ** (failures - free)`` seconds (capped at 15 minutes) after the last failure; a success
+  resets it. There is never a permanent lock-out.
+
+API for handlers (all take the app's ``state``; times are whole seconds)::
+
+    retry = await throttle.check(state, "login", key)   # refused already? (counts nothing)
+    retry = await throttle.hit(state, "login", key)     # count one attempt
+    await throttle.reset(state, "login", key)           # forget the key (e.g. on success)
+    retry = await throttle.backoff_check(state, "login_account", key)
+    await throttle.backoff_fail(state, "login_account", key)
+    await throttle.backoff_reset(state, "login_account", key)
+
+``check``/``hit``/``backoff_check`` return ``None`` when the attempt may proceed, otherwise the
+number of seconds to wait (≥ 1, for a ``Retry-After`` header). ``hit`` returns a wait when this
+very attempt is over the budget (the ``limit + 1``-th within the window). Use ``check`` before
+the expensive work (the password verify) and ``hit`` on failure, so that ``limit`` failures
+pass and the next attempt is refused (429). Keys should be normalised by the caller (e.g.
+lower-cased email + client IP); they are stored as SHA-256 digests, so no email or IP lands in
+the counter store.
+
+Counters live in the database (``throttle_counters``, one conditional UPSERT per attempt:
+``INSERT … ON CONFLICT (key) DO UPDATE`` on SQLite and PostgreSQL), or in Redis when
+``REDIS_URL`` is set, so every worker process sees the same counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Column, Integer, String, Table, bindparam, case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from shared import clock
+from shared.database import Database, ISOTimestamp, metadata
+
+throttle_counters = Table(
+    "throttle_counters",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("expires_at", ISOTimestamp(), nullable=False, index=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """At most ``limit`` attempts per ``window`` seconds."""
+
+    limit: int
+    window: int
+
+
+BUDGETS: dict[str, Budget] = {
+    "login": Budget(5, 60),  # per (normalised email, client IP), S9
+    "confirm_password": Budget(5, 60),  # per user, S20
+    "two_factor": Budget(5, 60),  # per pending login, S29
+    "password_reset": Budget(1, 60),  # per address, S35
+    "verification_resend": Budget(1, 60),  # per address, S35
+}
+BACKOFF_FREE = 5  # consecutive failures before the back-off starts
+BACKOFF_CAP = 15 * 60  # seconds
+BACKOFF_MEMORY = 24 * 3600  # a failure streak is forgotten after a quiet day
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A counter's value and the instant (aware UTC) it resets."""
+
+    count: int
+    expires_at: datetime
+
+
+class ThrottleStore(Protocol):
+    """Where counters live. ``key`` is an opaque string of at most 64 characters."""
+
+    async def hit(self, key: str, window: int, now: datetime) -> Bucket:
+        """Add one to ``key`` atomically; a missing or expired counter restarts at 1 for
+        ``window`` seconds from ``now``. Returns the counter after the increment."""
+        ...
+
+    async def peek(self, key: str, now: datetime) -> Bucket | None:
+        """The live counter of ``key``, or ``None`` when missing or expired."""
+        ...
+
+    async def put(self, key: str, count: int, expires_at: datetime) -> None:
+        """Set ``key`` to ``count`` until ``expires_at``."""
+        ...
+
+    async def clear(self, key: str) -> None:
+        """Forget ``key``."""
+        ...
+
+
+class DatabaseThrottleStore:
+    """Counters in the ``throttle_counters`` table (shared by every process on the database)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _insert(self) -> Any:
+        if self.db.is_sqlite:
+            return sqlite.insert(throttle_counters)
+        return postgresql.insert(throttle_counters)
+
+    async def hit(self, key: str, window: int, now: datetime) -> Bucket:
+        t = throttle_counters
+        fresh = now + timedelta(seconds=window)
+        stmt = self._insert().values(key=key, count=1, expires_at=fresh)
+        expired = t.c.expires_at <= bindparam("now", now, type_=ISOTimestamp())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={
+                "count": case((expired, 1), else_=t.c.count + 1),
+                "expires_at": case((expired, stmt.excluded.expires_at), else_=t.c.expires_at),
+            },
+        ).returning(t.c.count, t.c.expires_at)
+        async with self.db.write_engine.begin() as conn:
+            row = (await conn.execute(stmt)).one()
+        return Bucket(int(row.count), row.expires_at)
+
+    async def peek(self, key: str, now: datetime) -> Bucket | None:
+        t = throttle_counters
+        async with self.db.engine.connect() as conn:
+            row = (
+                await conn.execute(select(t.c.count, t.c.expires_at).where(t.c.key == key))
+            ).first()
+            await conn.rollback()
+        if row is None or row.expires_at <= now:
+            return None
+        return Bucket(int(row.count), row.expires_at)
+
+    async def put(self, key: str, count: int, expires_at: datetime) -> None:
+        stmt = self._insert().values(key=key, count=count, expires_at=expires_at)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[throttle_counters.c.key],
+            set_={"count": count, "expires_at": expires_at},
+        )
+        async with self.db.write_engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def clear(self, key: str) -> None:
+        async with self.db.write_engine.begin() as conn:
+            await conn.execute(delete(throttle_counters).where(throttle_counters.c.key == key))
+
+    async def prune(self, now: datetime) -> int:
+        """Delete expired counters; returns how many."""
+        async with self.db.write_engine.begin() as conn:
+            result = await conn.execute(
+                delete(throttle_counters).where(throttle_counters.c.expires_at <= now)
+            )
+        return result.rowcount or 0
+
+
+class RedisThrottleStore:
+    """Counters in Redis (``REDIS_URL``): ``SET NX PX`` + ``INCR`` + ``PTTL`` in one transaction.
+
+    Expiry uses Redis's own clock; ``expires_at`` is reported relative to ``now``.
+    """
+
+    def __init__(self, url: str, prefix: str = "slicestar:throttle:") -> None:
+        from redis.asyncio import Redis
+
+        self.redis = Redis.from_url(url)
+        self.prefix = prefix
+
+    async def hit(self, key: str, window: int, now: datetime) -> Bucket:
+        name = self.prefix + key
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(name, 0, px=window * 1000, nx=True)
+            pipe.incr(name)
+            pipe.pttl(name)
+            _, count, ttl = await pipe.execute()
+        return Bucket(int(count), now + timedelta(milliseconds=max(int(ttl), 0)))
+
+    async def peek(self, key: str, now: datetime) -> Bucket | None:
+        name = self.prefix + key
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(name)
+            pipe.pttl(name)
+            value, ttl = await pipe.execute()
+        if value is None or int(ttl) <= 0:
+            return None
+        return Bucket(int(value), now + timedelta(milliseconds=int(ttl)))
+
+    async def put(self, key: str, count: int, expires_at: datetime) -> None:
+        ms = int((expires_at - clock.now()).total_seconds() * 1000)
+        if ms > 0:
+            await self.redis.set(self.prefix + key, count, px=ms)
+
+    async def clear(self, key: str) -> None:
+        await self.redis.delete(self.prefix + key)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.redis.aclose()
+
+
+async def prune(state: Any) -> int:
+    """Delete expired counters from the database store (Redis expires keys itself)."""
+    store = store_for(state)
+    if isinstance(store, DatabaseThrottleStore):
+        return await store.prune(clock.now())
+    return 0
+
+
+def store_for(state: Any) -> ThrottleStore:
+    """The app's store (created on first use and kept on ``state``): Redis when
+    ``settings.redis_url`` is set, else the database."""
+    store = state.get("throttle_store")
+    if store is None:
+        url = state.settings.redis_url
+        store = RedisThrottleStore(url) if url else DatabaseThrottleStore(state.db)
+        state.throttle_store = store
+    return store
+
+
+def _key(kind: str, name: str, key: str) -> str:
+    return hashlib.sha256(f"{kind}\0{name}\0{key}".encode()).hexdigest()
+
+
+def _wait(expires_at: datetime, now: datetime) -> int:
+    return max(1, math.ceil((expires_at - now).total_seconds()))
+
+
+def _budget(name: str, limit: int | None, window: int | None) -> Budget:
+    base = BUDGETS.get(name, Budget(5, 60))
+    return Budget(limit if limit is not None else base.limit, window or base.window)
+
+
+async def check(
+    state: Any, name: str, key: str, *, limit: int | None = None, window: int | None = None
+) -> int | None:
+    """Seconds to wait if budget ``name`` is used up for ``key``, else ``None`` (counts nothing)."""
+    budget = _budget(name, limit, window)
+    now = clock.now()
+    bucket = await store_for(state).peek(_key("w", name, key), now)
+    if bucket is None or bucket.count < budget.limit:
+        return None
+    return _wait(bucket.expires_at, now)
+
+
+async def hit(
+    state: Any, name: str, key: str, *, limit: int | None = None, window: int | None = None
+) -> int | None:
+    """Count one attempt against budget ``name`` for ``key``.
+
+    Returns ``None`` while within ``limit`` attempts per ``window`` seconds (defaults from
+    :data:`BUDGETS`), else the seconds until the window resets (refuse with 429 and
+    ``Retry-After``).
+    """
+    budget = _budget(name, limit, window)
+    now = clock.now()
+    bucket = await store_for(state).hit(_key("w", name, key), budget.window, now)
+    return None if bucket.count <= budget.limit else _wait(bucket.expires_at, now)
+
+
+async def reset(state: Any, name: str, key: str) -> None:
+    """Forget the attempts counted for ``key`` under budget ``name``."""
+    await store_for(state).clear(_key("w", name, key))
+
+
+def backoff_delay(failures: int) -> int:
+    """Seconds an account waits after ``failures`` consecutive failures: 0 up to
+    :data:`BACKOFF_FREE`, then 1, 2, 4 … seconds, capped at :data:`BACKOFF_CAP`."""
+    if failures < BACKOFF_FREE:
+        return 0
+    return min(2 ** min(failures - BACKOFF_FREE, 20), BACKOFF_CAP)
+
+
+async def backoff_check(state: Any, name: str, key: str) -> int | None:
+    """Seconds ``key`` must still wait after its last failure, or ``None``."""
+    now = clock.now()
+    lock = await store_for(state).peek(_key("l", name, key), now)
+    return _wait(lock.expires_at, now) if lock is not None else None
+
+
+async def backoff_fail(state: Any, name: str, key: str) -> int:
+    """Record one more consecutive failure of ``key``; returns the new streak length."""
+    store = store_for(state)
+    now = clock.now()
+    streak = await store.hit(_key("b", name, key), BACKOFF_MEMORY, now)
+    delay = backoff_delay(streak.count)
+    if delay:
+        await store.put(_key("l", name, key), streak.count, now + timedelta(seconds=delay))
+    return streak.count
+
+
+async def backoff_reset(state: Any, name: str, key: str) -> None:
+    """End ``key``'s failure streak (call on success)."""
+    store = store_for(state)
+    await store.clear(_key("b", name, key))
+    await store.clear(_key("l", name, key))
