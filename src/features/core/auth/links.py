@@ -91,7 +91,7 @@ class EmailLinkController(Controller):
 
     @get("/register/check-email", opt={"public": True}, name="auth.check_email")
     async def check_email(self, request: Request) -> Template:
-        """ "Check your inbox": the same page whether the address was new or taken (S7)."""
+        """The "check your inbox" page: the same whether the address was new or taken (S7)."""
         return page(request, "auth/check_email.html")
 
     @get(VERIFY_EMAIL_PATH, opt={"unverified": True}, name="auth.verify_email")
