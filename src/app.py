@@ -27,6 +27,7 @@ import features.assets as assets_feature
 import features.audit as audit_feature
 import features.backup as backup_feature
 import features.core.auth as auth_feature
+import features.core.auth.account as account_feature
 import features.core.auth.two_factor as two_factor_feature
 import features.dashboard as dashboard_feature
 import features.notifications as notifications_feature
@@ -40,6 +41,8 @@ from shared.database.dependencies import provide_db_session
 from shared.database.migrations import head_revision
 from shared.database.serving import hold_serving_lock
 from shared.logs import logging_config
+from shared.mail import Mailer
+from shared.mail.dev_page import dev_mail
 from shared.security.passwords import Passwords
 from shared.web import templating
 from shared.web.access_log import AccessLog
@@ -52,6 +55,7 @@ from shared.web.render import CONTEXT_PROVIDERS, provide_template_context
 
 FEATURES: tuple[ModuleType, ...] = (
     auth_feature,
+    account_feature,
     two_factor_feature,
     users_feature,
     sessions_feature,
@@ -93,14 +97,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.db = Database(settings.database_url, max_size_mb=settings.database_max_size_mb)
         serving = await hold_serving_lock(settings.database_url)  # see `litestar db restore`
         try:
-            yield
+            # Refuses to start without MAIL_URL in production (shared.mail.transport).
+            await app.state.mail.start()
+            try:
+                yield
+            finally:
+                await app.state.mail.stop()  # pending mail gets a bounded time to go out
         finally:
             await app.state.db.dispose()
             serving.release()
 
     template_dirs = [SHARED_WEB / "templates"] + [f.template_dir for f in FEATURES]
+    template_dirs = [d for d in template_dirs if d.exists()]
     template_config = TemplateConfig(
-        directory=[d for d in template_dirs if d.exists()],
+        directory=template_dirs,
         engine=JinjaTemplateEngine,
         engine_callback=lambda engine: templating.configure(engine.engine),
     )
@@ -112,11 +122,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cache_control=None,
     )
     app = Litestar(
-        route_handlers=[healthz, readyz, static, *(r for f in FEATURES for r in f.routes)],
+        route_handlers=[
+            healthz,
+            readyz,
+            dev_mail,
+            static,
+            *(r for f in FEATURES for r in f.routes),
+        ],
         listeners=[listener for f in FEATURES for listener in f.listeners],
         # Features' lifespans (``lifespans``) run inside the app's: the database exists first.
         lifespan=[lifespan, *(m for f in FEATURES for m in getattr(f, "lifespans", ()))],
-        state=State(_initial_state(settings)),
+        state=State(_initial_state(settings, template_dirs)),
         dependencies={"db_session": Provide(provide_db_session)},
         middleware=[DefineMiddleware(SessionMiddleware), DefineMiddleware(CSRFMiddleware)],
         guards=[requires_user],
@@ -134,9 +150,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return app
 
 
-def _initial_state(settings: Settings) -> dict[str, object]:
+def _initial_state(settings: Settings, template_dirs: list[Path]) -> dict[str, object]:
     return {
         "settings": settings,
+        "mail": Mailer(settings, template_dirs),
         "passwords": Passwords(
             time_cost=settings.argon2_time_cost,
             memory_kib=settings.argon2_memory_kib,

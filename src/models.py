@@ -18,6 +18,7 @@ FEATURE_MODELS = (
     "features.tasks.models",
     "features.assets.models",
     "features.notifications.models",
+    "features.core.auth.models",
     "features.core.auth.two_factor.models",
     "features.audit.models",
     "shared.security.throttle",

@@ -30,6 +30,21 @@ BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 SECRET_KEY = "test-secret-key-" + "x" * 40
 
 
+@pytest.fixture(scope="session", autouse=True)
+def server_mail_outbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Server processes the tests start (uvicorn, Granian, the CLI) inherit this environment:
+    with an empty ``MAIL_URL`` they write mail here instead of the repository's ``db/mail``;
+    ``tests.support`` reads their verification links from it."""
+    folder = tmp_path_factory.mktemp("server-mail")
+    previous = os.environ.get("MAIL_OUTBOX_DIR")
+    os.environ["MAIL_OUTBOX_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("MAIL_OUTBOX_DIR", None)
+    else:
+        os.environ["MAIL_OUTBOX_DIR"] = previous
+
+
 def migrate(url: str, *args: str) -> None:
     """Run ``alembic <args or upgrade head>`` against ``url`` in a subprocess (as an operator would)."""
     env = {**os.environ, "DATABASE_URL": url, "APP_ENV": "test", "SECRET_KEY": SECRET_KEY}
@@ -85,6 +100,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         app_url="http://testserver.local",
         storage_dir=tmp_path / "assets",
+        mail_outbox_dir=tmp_path / "mail",  # tests.support reads the links from here
+        mail_retry_base_seconds=0.05,
     )
 
 

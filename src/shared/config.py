@@ -39,8 +39,14 @@ class Settings(BaseSettings):
     # derived from SECRET_KEY. See shared.security.encryption.
     encryption_key: str = ""
     database_url: str = DEFAULT_DATABASE_URL
+    # Mail (README "Mail"): smtp://, smtp+starttls://, smtps:// or file:///folder; empty = the
+    # outbox folder in development and test, refused in production (shared.mail.transport).
     mail_url: str = ""
     mail_from: str = "Slicestar <no-reply@localhost>"
+    mail_outbox_dir: Path = DB_DIR / "mail"
+    mail_timeout_seconds: float = Field(default=10.0, gt=0)
+    mail_retry_attempts: int = Field(default=4, ge=1)
+    mail_retry_base_seconds: float = Field(default=2.0, ge=0)
     storage_dir: Path = DB_DIR / "assets"
     redis_url: str = ""
     # Proxies whose X-Forwarded-For is believed: a JSON list or comma-separated IPs/CIDRs.

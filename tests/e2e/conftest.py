@@ -2,7 +2,8 @@
 Debian's Chromium (no browser download; DESIGN.md §8).
 
 ``live_server`` is the base URL of a uvicorn process serving ``create_app`` on a copy of the
-migrated template database. ``browser`` is one headless Chromium; each test gets fresh
+migrated template database; it sends its mail to ``mail_server``, a real SMTP server (aiosmtpd)
+in the test process, and :func:`open_verification_link` follows a mailed link as a person would. ``browser`` is one headless Chromium; each test gets fresh
 ``context``/``page`` objects (own cookies). ``shot(page, name)`` saves a screenshot under
 ``test-artifacts/<test name>/``.
 """
@@ -25,6 +26,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from shared.config import ROOT_DIR
 from tests.conftest import SECRET_KEY
+from tests.mail_server import Recorder, smtp_server
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = ROOT_DIR / "test-artifacts"
@@ -51,7 +53,40 @@ def live_server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def live_server(sqlite_template: Path, live_server_dir: Path) -> Iterator[str]:
+def mail_server() -> Iterator[tuple[Recorder, int]]:
+    """The SMTP server (127.0.0.1, free port) the live server sends its mail to."""
+    with smtp_server() as running_server:
+        yield running_server
+
+
+def mailed_link(recorder: Recorder, email: str, path: str) -> str:
+    """The newest link starting with ``path`` (e.g. ``/verify-email/``) in a mail to ``email``;
+    waits up to 10 seconds for it."""
+    found: list[str] = []
+
+    def has_link(_messages) -> bool:
+        for received in reversed(recorder.to(email)):
+            for word in received.text.split():
+                if word.startswith("http") and path in word:
+                    found.append(word)
+                    return True
+        return False
+
+    recorder.wait_for(has_link, timeout=10)
+    return found[0]
+
+
+async def open_verification_link(page: Page, recorder: Recorder, email: str) -> None:
+    """Take the verification link from the mail to ``email``, open it and press its button:
+    the person lands on the dashboard, verified and signed in."""
+    await page.goto(mailed_link(recorder, email, "/verify-email/"))
+    await page.get_by_role("button", name="Verify and sign in").click()
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    sqlite_template: Path, live_server_dir: Path, mail_server: tuple[Recorder, int]
+) -> Iterator[str]:
     """Start the app in its own process on 127.0.0.1 and return its base URL."""
     db_path = live_server_dir / "app.sqlite"
     shutil.copyfile(sqlite_template, db_path)
@@ -64,6 +99,7 @@ def live_server(sqlite_template: Path, live_server_dir: Path) -> Iterator[str]:
         "SECRET_KEY": SECRET_KEY,
         "DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
         "STORAGE_DIR": str(live_server_dir / "assets"),
+        "MAIL_URL": f"smtp://127.0.0.1:{mail_server[1]}",
     }
     log = (live_server_dir / "server.log").open("w")
     process = subprocess.Popen(
@@ -120,6 +156,12 @@ async def browser() -> AsyncIterator[Browser]:
         )
         yield chromium
         await chromium.close()
+
+
+@pytest.fixture
+def mailbox(mail_server: tuple[Recorder, int]) -> Recorder:
+    """What the SMTP server received (every test's mail; filter by address)."""
+    return mail_server[0]
 
 
 @pytest.fixture

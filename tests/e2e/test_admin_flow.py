@@ -13,6 +13,7 @@ from playwright.async_api import Browser, Page, expect
 
 from shared.config import ROOT_DIR
 from tests.conftest import SECRET_KEY
+from tests.e2e.conftest import open_verification_link
 
 PASSWORD = "a long enough passphrase"
 
@@ -42,7 +43,7 @@ async def sign_in(page: Page, email: str) -> None:
 
 
 async def test_admin_disables_a_user_whose_open_browser_is_signed_out(
-    page: Page, browser: Browser, live_server: str, live_server_dir, shot
+    mailbox, page: Page, browser: Browser, live_server: str, live_server_dir, shot
 ):
     run = uuid.uuid4().hex[:8]
     admin_email, victim_email = f"admin-{run}@example.com", f"vic-{run}@example.com"
@@ -59,6 +60,8 @@ async def test_admin_disables_a_user_whose_open_browser_is_signed_out(
         await victim.get_by_label("Password", exact=True).fill(PASSWORD)
         await victim.get_by_label("Confirm password").fill(PASSWORD)
         await victim.get_by_role("button", name="Create account").click()
+        await expect(victim).to_have_url(re.compile(r"/register/check-email$"))
+        await open_verification_link(victim, mailbox, victim_email)
         await expect(victim).to_have_url(re.compile(r"/dashboard$"))
         await expect(victim.get_by_role("link", name="Admin")).to_have_count(0)
 

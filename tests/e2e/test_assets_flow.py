@@ -8,23 +8,27 @@ import uuid
 
 from playwright.async_api import Page, expect
 
+from tests.e2e.conftest import open_verification_link
 from tests.features.assets.helpers import PDF_BYTES, image_bytes
 
 PASSWORD = "a long enough passphrase"
 
 
-async def test_upload_with_progress_set_avatar_and_delete(page: Page, shot, tmp_path):
+async def test_upload_with_progress_set_avatar_and_delete(mailbox, page: Page, shot, tmp_path):
     first = tmp_path / "Sunset at the beach.jpg"
     first.write_bytes(image_bytes("JPEG", (2400, 1600), (240, 120, 40), quality=95))
     second = tmp_path / "portrait.png"
     second.write_bytes(image_bytes("PNG", (500, 500), (40, 90, 200)))
 
+    email = f"files-{uuid.uuid4().hex[:8]}@example.com"
     await page.goto("/register")
     await page.get_by_label("Name").fill("Frida Files")
-    await page.get_by_label("Email").fill(f"files-{uuid.uuid4().hex[:8]}@example.com")
+    await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_label("Confirm password").fill(PASSWORD)
     await page.get_by_role("button", name="Create account").click()
+    await expect(page).to_have_url(re.compile(r"/register/check-email$"))
+    await open_verification_link(page, mailbox, email)
     await expect(page).to_have_url(re.compile(r"/dashboard$"))
     await expect(page.locator(".nav-avatar")).to_have_count(0)
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from features.notifications.service import notify_user
 from features.users.models import User
 from shared.database import Database
+from tests.e2e.conftest import open_verification_link
 
 PASSWORD = "a long enough passphrase"
 
@@ -31,7 +32,7 @@ async def open_signed_in(browser: Browser, live_server: str) -> Page:
 
 
 async def test_notification_appears_live_in_every_window(
-    browser, live_server, live_server_dir: Path, shot
+    mailbox, browser, live_server, live_server_dir: Path, shot
 ):
     email = f"bell-{uuid.uuid4().hex[:8]}@example.com"
     first = await open_signed_in(browser, live_server)
@@ -41,6 +42,8 @@ async def test_notification_appears_live_in_every_window(
     await first.get_by_label("Password", exact=True).fill(PASSWORD)
     await first.get_by_label("Confirm password").fill(PASSWORD)
     await first.get_by_role("button", name="Create account").click()
+    await expect(first).to_have_url(re.compile(r"/register/check-email$"))
+    await open_verification_link(first, mailbox, email)
     await expect(first).to_have_url(re.compile(r"/dashboard$"))
 
     second = await open_signed_in(browser, live_server)
@@ -97,7 +100,7 @@ async def test_notification_appears_live_in_every_window(
 
 
 async def test_bell_and_list_work_without_javascript(
-    browser, live_server, live_server_dir: Path, shot
+    mailbox, browser, live_server, live_server_dir: Path, shot
 ):
     email = f"nojs-{uuid.uuid4().hex[:8]}@example.com"
     context = await browser.new_context(base_url=live_server, java_script_enabled=False)
@@ -109,6 +112,8 @@ async def test_bell_and_list_work_without_javascript(
     await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_label("Confirm password").fill(PASSWORD)
     await page.get_by_role("button", name="Create account").click()
+    await expect(page).to_have_url(re.compile(r"/register/check-email$"))
+    await open_verification_link(page, mailbox, email)
     await expect(page).to_have_url(re.compile(r"/dashboard$"))
 
     db = Database(f"sqlite+aiosqlite:///{live_server_dir / 'app.sqlite'}")

@@ -8,6 +8,8 @@ import uuid
 
 from playwright.async_api import Browser, Page, expect
 
+from tests.e2e.conftest import open_verification_link
+
 PASSWORD = "a long enough passphrase"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"
 
@@ -21,7 +23,7 @@ async def sign_in(page: Page, email: str) -> None:
 
 
 async def test_end_another_session_from_the_sessions_page(
-    page: Page, browser: Browser, live_server: str, shot
+    mailbox, page: Page, browser: Browser, live_server: str, shot
 ):
     email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
     await page.goto("/register")
@@ -30,6 +32,8 @@ async def test_end_another_session_from_the_sessions_page(
     await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_label("Confirm password").fill(PASSWORD)
     await page.get_by_role("button", name="Create account").click()
+    await expect(page).to_have_url(re.compile(r"/register/check-email$"))
+    await open_verification_link(page, mailbox, email)
     await expect(page).to_have_url(re.compile(r"/dashboard$"))
 
     second_context = await browser.new_context(base_url=live_server, user_agent=FIREFOX)

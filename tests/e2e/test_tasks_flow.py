@@ -7,6 +7,8 @@ import uuid
 
 from playwright.async_api import Page, expect
 
+from tests.e2e.conftest import open_verification_link
+
 PASSWORD = "a long enough passphrase"
 
 
@@ -16,7 +18,7 @@ async def add_task(page: Page, title: str) -> None:
     await expect(page.locator(".flash-success")).to_contain_text("Task added.")
 
 
-async def test_register_manage_tasks_sign_out_and_in_again(page: Page, context, shot):
+async def test_register_manage_tasks_sign_out_and_in_again(mailbox, page: Page, context, shot):
     email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
 
     # Register and land signed in on the dashboard.
@@ -34,6 +36,8 @@ async def test_register_manage_tasks_sign_out_and_in_again(page: Page, context, 
     await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_label("Confirm password").fill(PASSWORD)
     await page.get_by_role("button", name="Create account").click()
+    await expect(page).to_have_url(re.compile(r"/register/check-email$"))
+    await open_verification_link(page, mailbox, email)
     await expect(page).to_have_url(re.compile(r"/dashboard$"))
     await expect(page.get_by_role("heading", name="Hello, Erin Example")).to_be_visible()
     await shot(page, "dashboard-empty")

@@ -11,6 +11,8 @@ import uuid
 import pyotp
 from playwright.async_api import Page, expect
 
+from tests.e2e.conftest import open_verification_link
+
 PASSWORD = "a long enough passphrase"
 
 
@@ -50,7 +52,7 @@ async def confirm_password_if_asked(page: Page) -> None:
         await page.get_by_role("button", name="Confirm").click()
 
 
-async def test_enable_sign_in_with_code_and_recovery_code_then_disable(page: Page, shot):
+async def test_enable_sign_in_with_code_and_recovery_code_then_disable(mailbox, page: Page, shot):
     email = f"tfa-{uuid.uuid4().hex[:8]}@example.com"
     page.on("dialog", lambda dialog: dialog.accept())
 
@@ -61,6 +63,8 @@ async def test_enable_sign_in_with_code_and_recovery_code_then_disable(page: Pag
     await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_label("Confirm password").fill(PASSWORD)
     await page.get_by_role("button", name="Create account").click()
+    await expect(page).to_have_url(re.compile(r"/register/check-email$"))
+    await open_verification_link(page, mailbox, email)
     await expect(page).to_have_url(re.compile(r"/dashboard$"))
     await page.get_by_role("link", name="Settings").click()
     await (

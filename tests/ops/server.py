@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from shared.config import ROOT_DIR
+from shared.mail import read_outbox
 from tests.conftest import SECRET_KEY
 from tests.support import csrf_from
 
@@ -51,6 +53,8 @@ class AppProcess:
             "DATABASE_URL": f"sqlite+aiosqlite:///{self.db_path}",
             "STORAGE_DIR": str(folder / "assets"),
             "BACKUP_DIR": str(folder / "backups"),
+            # Production refuses to start without MAIL_URL: keep mail in a folder on purpose.
+            "MAIL_URL": f"file://{folder / 'mail'}",
             "PYTHONDONTWRITEBYTECODE": "1",
             **env,
         }
@@ -161,9 +165,27 @@ def read_only_file(path: Path) -> Iterator[None]:
         subprocess.run(["umount", "--lazy", str(path)], check=True)
 
 
-def signed_in_client(base_url: str, email: str) -> tuple[httpx.Client, str]:
-    """Register ``email`` on the server; return the signed-in client and its CSRF token."""
-    client = httpx.Client(base_url=base_url, timeout=30, follow_redirects=False)
+def mailed_link(folder: Path, email: str, path: str, timeout: float = 10) -> str:
+    """The path of the newest ``path…`` link mailed to ``email`` in ``folder`` (the server's
+    ``MAIL_URL=file://`` outbox); waits for the mail up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for message in read_outbox(folder, limit=10_000):
+            if f"<{email}>" in message.to:
+                for link in message.links:
+                    _, _, rest = link.partition("://")
+                    local = "/" + rest.partition("/")[2]
+                    if local.startswith(path):
+                        return local
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {path} mail to {email} in {folder}")
+        time.sleep(0.05)
+
+
+def signed_in_client(server: AppProcess, email: str) -> tuple[httpx.Client, str]:
+    """Register ``email`` on the server and follow the mailed verification link; return the
+    signed-in client and its CSRF token."""
+    client = httpx.Client(base_url=server.base_url, timeout=30, follow_redirects=False)
     token = csrf_from(client.get("/register").text)
     response = client.post(
         "/register",
@@ -176,6 +198,15 @@ def signed_in_client(base_url: str, email: str) -> tuple[httpx.Client, str]:
         },
     )
     assert response.status_code == 303, response.text
+    link = mailed_link(server.folder / "mail", email, "/verify-email/")
+    page = client.get(link)
+    token = re.search(r'name="token" value="([^"]+)"', page.text)
+    assert page.status_code == 200 and token, page.text
+    response = client.post(
+        "/verify-email/confirm",
+        data={"token": token.group(1), "_csrf_token": csrf_from(page.text)},
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/dashboard"
     return client, csrf_from(client.get("/tasks").text)
 
 

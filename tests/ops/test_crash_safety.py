@@ -27,7 +27,7 @@ WRITERS = 4
 def test_r4_kill_9_during_writes_loses_no_acknowledged_write(ops_dir: Path) -> None:
     server = AppProcess(ops_dir)
     server.start()
-    client, token = signed_in_client(server.base_url, "r4@example.com")
+    client, token = signed_in_client(server, "r4@example.com")
     acknowledged: set[str] = set()
     failures: list[int] = []
     numbers = itertools.count()

@@ -135,6 +135,7 @@ def test_entrypoint_serves_with_two_granian_workers_and_stops_cleanly_on_sigterm
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite'}",
             "STORAGE_DIR": str(tmp_path / "assets"),
             "APP_ENV": "production",
+            "MAIL_URL": f"file://{tmp_path / 'mail'}",  # production refuses to start without
             "APP_URL": f"http://127.0.0.1:{port}",
             "SECRET_KEY": SECRET_KEY,
             "HOST": "127.0.0.1",

@@ -39,7 +39,7 @@ def _hold_write_lock(db_path: Path) -> sqlite3.Connection:
 def test_r8_sigterm_finishes_in_flight_request_checkpoints_and_exits_0(ops_dir: Path) -> None:
     server = AppProcess(ops_dir)
     server.start()
-    client, token = signed_in_client(server.base_url, "r8@example.com")
+    client, token = signed_in_client(server, "r8@example.com")
     lock = _hold_write_lock(server.db_path)  # the POST below waits on the busy timeout
     with ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(_create_task, client, token, "written during shutdown")
@@ -63,7 +63,7 @@ def test_r12_write_lock_held_elsewhere_gives_503_not_a_hang(ops_dir: Path) -> No
     server = AppProcess(ops_dir)
     server.start()
     try:
-        client, token = signed_in_client(server.base_url, "r12@example.com")
+        client, token = signed_in_client(server, "r12@example.com")
         lock = _hold_write_lock(server.db_path)
         try:
             with ThreadPoolExecutor(2) as pool:
@@ -97,7 +97,7 @@ def test_r10_full_database_gives_503_and_recovers_when_space_returns(ops_dir: Pa
     server = AppProcess(ops_dir, DATABASE_MAX_SIZE_MB="1")
     server.start()
     try:
-        client, token = signed_in_client(server.base_url, "r10@example.com")
+        client, token = signed_in_client(server, "r10@example.com")
         # Another process fills the file up to the app's cap (1 MiB = 256 pages of 4 KiB).
         filler = sqlite3.connect(server.db_path, isolation_level=None)
         filler.execute("CREATE TABLE filler (b BLOB)")
@@ -136,7 +136,7 @@ def test_r10_full_database_gives_503_and_recovers_when_space_returns(ops_dir: Pa
 def test_r11_read_only_database_serves_reads_refuses_writes_and_recovers(ops_dir: Path) -> None:
     server = AppProcess(ops_dir, SESSION_TOUCH_SECONDS="0")  # every request is due a touch
     server.start()
-    client, token = signed_in_client(server.base_url, "r11@example.com")
+    client, token = signed_in_client(server, "r11@example.com")
     _create_task(client, token, "before read-only")
     assert server.terminate() == 0
     try:
@@ -165,7 +165,7 @@ def test_request_log_is_one_json_line_per_request_without_secrets(ops_dir: Path)
     server = AppProcess(ops_dir)
     server.start()
     try:
-        client, token = signed_in_client(server.base_url, "logs@example.com")
+        client, token = signed_in_client(server, "logs@example.com")
         client.get("/tasks?q=secret-search", headers={"x-request-id": "req-ops-12345"})
         client.get("/no/such/page")
         reset = "A" * 43

@@ -82,6 +82,8 @@ async def test_s23_cross_origin_unsafe_requests_are_refused(client):
         {"Origin": "https://evil.example"},
         {"Sec-Fetch-Site": "cross-site"},
         {"Origin": "null"},
+        {"Origin": "null", "Sec-Fetch-Site": "same-site"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
     ):
         assert (await client.post("/tasks", data=data, headers=headers)).status_code == 403, headers
     ok = await client.post(
@@ -90,6 +92,11 @@ async def test_s23_cross_origin_unsafe_requests_are_refused(client):
         headers={"Origin": "http://testserver.local", "Sec-Fetch-Site": "same-origin"},
     )
     assert ok.status_code == 303
+    # What a browser sends from a page with Referrer-Policy: no-referrer (the mailed-link pages).
+    no_referrer = await client.post(
+        "/tasks", data=data, headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    )
+    assert no_referrer.status_code == 303
 
 
 async def test_s24_get_never_changes_state_and_unused_methods_are_405(client, app):

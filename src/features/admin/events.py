@@ -24,6 +24,7 @@ ADMIN_EVENTS = frozenset(
         "user_enabled",
         "admin_sessions_revoked",
         "admin_email_verified",
+        "admin_password_reset_sent",
     }
 )
 

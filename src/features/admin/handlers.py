@@ -31,6 +31,7 @@ from features.admin.schemas import (
     parse_user_query,
 )
 from features.admin.service import AdminService, LastAdmin, SelfChange, UserNotFound
+from features.core.auth.service import send_password_reset
 from shared.database.repository import PageOutOfRange
 from shared.events import emit_security_event
 from shared.web.forms import read_form
@@ -262,3 +263,28 @@ class AdminController(Controller):
             return redirect(request, _user_path(target_id), flash=("info", "Already verified."))
         emit_security_event(request, "admin_email_verified", user_id=target_id)
         return redirect(request, _user_path(target_id), flash=("success", "Email marked verified."))
+
+    @post("/users/{user_id:str}/password-reset", name="admin.user_password_reset")
+    async def password_reset(
+        self,
+        request: Request,
+        db_session: NamedDependency[AsyncSession],
+        state: State,
+        user_id: FromPath[str],
+    ) -> Redirect:
+        """Mail the account a password-reset link (the administrator never sees or sets the
+        password). A disabled account gets none."""
+        target_id = _user_id(user_id)
+        try:
+            sent = await send_password_reset(
+                db_session, state.settings, state.passwords, state.mail, target_id
+            )
+        except UserNotFound:
+            raise NotFoundException(NOT_FOUND) from None
+        if not sent:
+            message = "The account is disabled: enable it before sending a reset link."
+            return redirect(request, _user_path(target_id), flash=("error", message))
+        emit_security_event(request, "admin_password_reset_sent", user_id=target_id)
+        return redirect(
+            request, _user_path(target_id), flash=("success", "Password reset link sent.")
+        )

@@ -20,7 +20,9 @@ LABELS = {
     "authn_login_new_device": "Sign-in from a new device",
     "authn_password_change": "Password changed",
     "authn_password_reset": "Password reset",
+    "authn_password_reset_request": "Password reset requested",
     "authn_email_change": "Email changed",
+    "authn_email_change_request": "Email change requested",
     "authn_email_verified": "Email verified",
     "authn_mfa_enabled": "Two-factor authentication turned on",
     "authn_mfa_disabled": "Two-factor authentication turned off",
@@ -40,6 +42,8 @@ LABELS = {
     "admin_password_reset_sent": "Password reset sent by an administrator",
     "admin_email_verified": "Email verified by an administrator",
     "upload_rejected": "Upload refused",
+    "user_created": "Account created",
+    "user_deleted": "Account deleted",
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from litestar.datastructures import State
 from litestar.events import listener
+from sqlalchemy.exc import IntegrityError
 
 from features.audit.models import AuditEvent
 from features.audit.repository import AuditRepository
@@ -64,16 +65,32 @@ def row_for(event: SecurityEvent) -> AuditEvent:
 async def record_security_event(event: SecurityEvent, state: State) -> None:
     """Write ``event`` to ``audit_events`` (its own write transaction).
 
+    An event about an account that no longer exists (``user_deleted``: the row went with the
+    deletion) cannot reference it; it is stored with the user and actor columns empty and their
+    ids in ``details`` (``deleted_user_id``, ``deleted_actor_id``), so the evidence survives.
     A failure is logged (event name and request id only) and swallowed: the response has
     already been sent.
     """
     try:
-        async with state.db.write() as session:
-            session.add(row_for(event))
+        try:
+            async with state.db.write() as session:
+                session.add(row_for(event))
+        except IntegrityError:
+            async with state.db.write() as session:
+                session.add(_detached_row(event))
     except Exception:
         logger.exception(
             "audit event not recorded: %s [request_id=%s]", event.name, event.request_id
         )
+
+
+def _detached_row(event: SecurityEvent) -> AuditEvent:
+    """``row_for(event)`` without the foreign keys, their ids kept as details."""
+    row = row_for(event)
+    row.user_id = row.actor_id = None
+    ids = {"deleted_user_id": event.user_id, "deleted_actor_id": event.actor_id}
+    row.details = {**row.details, **{k: str(v) for k, v in ids.items() if v is not None}}
+    return row
 
 
 async def recent_for_user(db: Database, user_id: uuid.UUID, limit: int = 50) -> list[AuditEvent]:

@@ -197,7 +197,7 @@ async def bell_context(request: Request) -> dict[str, Any]:
     10 newest) for a signed-in user, in one query on a short-lived reader session.
     """
     user = request.scope.get("user")
-    if user is None:
+    if user is None or not user.verified:  # the layout shows no bell before verification
         return {}
     async with request.app.state.db.reader() as session:
         return {"notification_bell": await NotificationService(session).bell(user.id)}

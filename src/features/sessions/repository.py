@@ -32,6 +32,7 @@ _LOOKUP = (
         _u.c.email,
         _u.c.role,
         _u.c.avatar_asset_id,
+        _u.c.email_verified_at,
     )
     .select_from(_s.join(_u, _u.c.id == _s.c.user_id))
     .where(_s.c.token_hash == bindparam("token_hash"))

@@ -40,7 +40,9 @@ class CurrentUser:
     """The signed-in user as the request sees it (``request.user``).
 
     ``avatar_id`` is the chosen avatar asset (``users.avatar_asset_id``), read by the same
-    query, so the layout can show ``/avatars/<id>`` without another query.
+    query, so the layout can show ``/avatars/<id>`` without another query. ``verified`` says
+    whether ``users.email_verified_at`` is set (same query; unverified accounts see only the
+    "verify your email" page, ``shared.web.guards``).
     """
 
     id: uuid.UUID
@@ -48,6 +50,7 @@ class CurrentUser:
     email: str
     role: str
     avatar_id: uuid.UUID | None = None
+    verified: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -318,6 +321,7 @@ async def resolve(
         email=row.email,
         role=str(row.role),
         avatar_id=row.avatar_asset_id,
+        verified=row.email_verified_at is not None,
     )
     info = SessionInfo(
         id=row.id,

@@ -1,15 +1,15 @@
-"""Account settings pages (HTTP only). Other features add their own settings sections."""
+"""Account settings entry point (HTTP only). Each feature adds its own settings sections:
+profile, password and deletion live in ``features.core.auth.account``, security in
+``two_factor``, sessions in ``sessions``, activity in ``audit``."""
 
 from __future__ import annotations
 
-from litestar import Controller, Request, get
-from litestar.response import Redirect, Template
-
-from shared.web.render import page
+from litestar import Controller, get
+from litestar.response import Redirect
 
 
 class SettingsController(Controller):
-    """``/settings`` and the profile section."""
+    """``/settings``."""
 
     path = "/settings"
 
@@ -17,8 +17,3 @@ class SettingsController(Controller):
     async def index(self) -> Redirect:
         """The settings area opens on the profile section."""
         return Redirect("/settings/profile", status_code=303)
-
-    @get("/profile", name="settings.profile")
-    async def profile(self, request: Request) -> Template:
-        """Who you are: name and email."""
-        return page(request, "users/profile.html", {"section": "profile"})

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,6 +115,45 @@ class UserService:
         """Replace ``user``'s password hash (flushed, not committed)."""
         user.password_hash = password_hash
         await self.session.flush()
+
+    async def rename(self, user: User, name: str) -> bool:
+        """Set the display name (checked with :func:`name_error` by the caller); flushed.
+        Returns False when it was already ``name``."""
+        if user.name == name:
+            return False
+        user.name = name
+        await self.session.flush()
+        return True
+
+    async def set_verified_email(self, user: User, email: str) -> None:
+        """Give ``user`` the (normalised) ``email``, verified now; flushed, not committed.
+
+        Raises :class:`EmailTaken` when another account has it (the session must then be
+        rolled back).
+        """
+        email = normalise_email(email)
+        if await self.users.email_taken(email):
+            raise EmailTaken(email)
+        user.email = email
+        user.email_verified_at = clock.now()
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:  # a concurrent change or sign-up won the unique index
+            raise EmailTaken(email) from exc
+
+    async def delete(self, user_id: uuid.UUID) -> User:
+        """Delete the account and, through ``ON DELETE CASCADE``, everything it owns (sessions,
+        tasks, asset rows, notifications, tokens, recovery codes); audit events keep their rows
+        with the user set to NULL. Returns the deleted user as it was (flushed, not committed).
+
+        Raises :class:`UserNotFound`, or :class:`LastAdmin` for the last enabled admin (S39).
+        """
+        user = await self._guard_last_admin(user_id)
+        await self.session.execute(
+            delete(User).where(User.id == user_id).execution_options(synchronize_session=False)
+        )
+        self.session.expunge(user)
+        return user
 
     # Administration (SECURITY.md S19, S39). Methods flush; the caller commits.
 

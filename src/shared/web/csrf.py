@@ -44,6 +44,10 @@ def _origin_ok(scope: Scope, headers: dict[str, str], app_url: str) -> bool:
     origin = headers.get("origin")
     if origin is None:  # same-origin form posts from older browsers carry no Origin
         return True
+    if origin == "null":
+        # A form on a page with ``Referrer-Policy: no-referrer`` (the mailed-link pages, S37)
+        # posts ``Origin: null``; it counts only when the browser attests the same origin.
+        return headers.get("sec-fetch-site") == "same-origin"
     own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
     return origin in (own, app_url.rstrip("/"))
 

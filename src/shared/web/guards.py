@@ -2,6 +2,11 @@
 
 The app installs :func:`requires_user` on every route. A handler opts out with
 ``opt={"public": True}``; a test walks the route table to check the public list.
+
+An account whose email address is not verified yet may sign in, but every signed-in route
+sends it to :data:`VERIFY_EMAIL_PATH` until it verifies, except routes marked
+``opt={"unverified": True}`` (that page, its resend button, sign-out). The verified flag comes
+with the session lookup (``CurrentUser.verified``), so the check costs no query.
 """
 
 from __future__ import annotations
@@ -10,13 +15,21 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from shared.web.errors import RedirectRequired
+
+VERIFY_EMAIL_PATH = "/verify-email"
+
 
 def requires_user(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    """Raise ``NotAuthorizedException`` (→ sign-in page) unless signed in or the route is public."""
+    """Raise ``NotAuthorizedException`` (→ sign-in page) unless signed in or the route is public;
+    send an unverified account to :data:`VERIFY_EMAIL_PATH` (303) unless the route allows it."""
     if handler.opt.get("public"):
         return
-    if connection.scope.get("user") is None:
+    user = connection.scope.get("user")
+    if user is None:
         raise NotAuthorizedException("Please sign in to continue.")
+    if not getattr(user, "verified", False) and not handler.opt.get("unverified"):
+        raise RedirectRequired(VERIFY_EMAIL_PATH)
 
 
 def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:

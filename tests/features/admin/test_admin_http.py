@@ -14,7 +14,7 @@ from features.users.service import UserService
 from shared import clock
 from shared.clock import FrozenClock, use_clock
 from tests.features.admin.conftest import fetch_user, make_admin, set_columns, user_id
-from tests.support import csrf, register
+from tests.support import csrf, login, register
 
 FAKE_HASH = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$not-a-real-hash-not-a-real-hash0"
 
@@ -40,7 +40,7 @@ async def add_users(app, specs: list[tuple[str, str]]) -> None:
 async def test_dashboard_shows_real_figures(client, browser_factory, app):
     real_now = clock.now()
     with use_clock(FrozenClock(real_now - timedelta(days=40))) as frozen:
-        await register(browser_factory(), "old@example.com")
+        await register(browser_factory(), "old@example.com", verify=False)  # never verified
         frozen.set(real_now - timedelta(days=10))
         await register(browser_factory(), "mid@example.com")
         frozen.set(real_now)
@@ -57,7 +57,8 @@ async def test_dashboard_shows_real_figures(client, browser_factory, app):
     assert stat(html, "users") == "4"
     assert stat(html, "new7") == "2"
     assert stat(html, "new30") == "3"
-    assert stat(html, "verified") == "25%"
+    # Verified: the admin and the newcomer (through the mailed link) and mid (set); not old.
+    assert stat(html, "verified") == "75%"
     assert stat(html, "two_factor") == "25%"
     assert stat(html, "sessions") == "2"  # the admin's and the newcomer's; the others idled out
     assert stat(html, "tasks") == "3"
@@ -97,7 +98,8 @@ async def test_user_list_search_filters_sort_and_counts(client, app):
     assert await emails("role=admin") == ["admin@example.com"]
     assert await emails("status=disabled") == ["carla@example.net"]
     assert "carla@example.net" not in await emails("status=active")
-    assert await emails("verified=yes") == ["bobby@example.com"]
+    # The admin verified their address through the mailed link at sign-up.
+    assert await emails("verified=yes") == ["bobby@example.com", "admin@example.com"]
     assert await emails("two_factor=on") == ["ann@example.com"]
     assert await emails("q=bob&verified=no") == ["bob@example.org"]
     assert await emails("sort=name") == [
@@ -149,7 +151,9 @@ async def test_user_list_pages(client, app):
 
 async def test_user_page_shows_the_account_but_never_a_password(client, other_client, app):
     await make_admin(app, client)
-    await register(other_client, "bob@example.com", name="Bob <b>Builder</b>")
+    # Bob signs in without having verified his address yet.
+    await register(other_client, "bob@example.com", name="Bob <b>Builder</b>", verify=False)
+    assert (await login(other_client, "bob@example.com")).status_code == 303
     bob = await fetch_user(app, "bob@example.com")
     response = await client.get(f"/admin/users/{bob.id}")
     assert response.status_code == 200
@@ -165,7 +169,7 @@ async def test_user_page_shows_the_account_but_never_a_password(client, other_cl
     missing = "01a20000-0000-7000-8000-000000000000"
     assert (await client.get(f"/admin/users/{missing}")).status_code == 404
     token = await csrf(client, "/admin")
-    for action in ("disable", "enable", "sessions/end", "verify-email", "role"):
+    for action in ("disable", "enable", "sessions/end", "verify-email", "role", "password-reset"):
         response = await client.post(
             f"/admin/users/{missing}/{action}", data={"_csrf_token": token, "role": "user"}
         )
@@ -176,7 +180,9 @@ async def test_actions_change_the_account_and_emit_security_events(
     client, other_client, app, events
 ):
     await make_admin(app, client)
-    await register(other_client, "bob@example.com")
+    # Bob signs in without having verified his address yet.
+    await register(other_client, "bob@example.com", verify=False)
+    assert (await login(other_client, "bob@example.com")).status_code == 303
     bob = await user_id(app, "bob@example.com")
     token = await csrf(client, "/admin")
 
@@ -225,11 +231,13 @@ async def test_admin_actions_write_nothing_without_csrf(client, other_client, ap
     await make_admin(app, client)
     await register(other_client, "bob@example.com")
     bob = await user_id(app, "bob@example.com")
-    for action in ("disable", "role", "verify-email", "sessions/end"):
+    before = await fetch_user(app, "bob@example.com")
+    for action in ("disable", "role", "verify-email", "sessions/end", "password-reset"):
         response = await client.post(f"/admin/users/{bob}/{action}", data={"role": "admin"})
         assert response.status_code == 403
     user = await fetch_user(app, "bob@example.com")
-    assert user.role == Role.USER and user.disabled_at is None and user.email_verified_at is None
+    assert user.role == Role.USER and user.disabled_at is None
+    assert user.email_verified_at == before.email_verified_at  # set by Bob's own link, unchanged
     assert (await other_client.get("/dashboard")).status_code == 200
     async with app.state.db.reader() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 2

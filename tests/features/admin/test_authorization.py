@@ -32,6 +32,19 @@ PUBLIC = {
     ("POST", "/login/two-factor"),
     ("POST", "/login/two-factor/recovery"),
     ("POST", "/login/two-factor/cancel"),
+    # Sign-up, email verification, password reset and email change: the pages behind mailed
+    # links (their tokens are checked by the handlers, S33) and the pages that send them.
+    ("GET", "/register/check-email"),
+    ("GET", "/verify-email/{token:str}"),
+    ("POST", "/verify-email/confirm"),
+    ("GET", "/forgot-password"),
+    ("POST", "/forgot-password"),
+    ("GET", "/reset-password/{token:str}"),
+    ("POST", "/reset-password"),
+    ("GET", "/confirm-email/{token:str}"),
+    ("POST", "/confirm-email"),
+    # The development outbox (404 unless APP_ENV=development).
+    ("GET", "/dev/mail"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/static/{file_path:path}"),
@@ -81,8 +94,9 @@ async def test_s39_role_matrix_over_every_admin_route(client, browser_factory, a
     await register(plain, "user@example.com")
     await register(disabled, "gone@example.com")
     target = await user_id(app, "user@example.com")
+    plain_verified_at = (await fetch_user(app, "user@example.com")).email_verified_at
     routes = admin_routes(app)
-    assert len(routes) == 8
+    assert len(routes) == 9
 
     def concrete(path: str) -> str:
         return path.replace("{user_id:str}", str(target))
@@ -104,7 +118,8 @@ async def test_s39_role_matrix_over_every_admin_route(client, browser_factory, a
         assert response.status_code == 403, (method, path)
         assert "This area is for administrators." in response.text
     user = await fetch_user(app, "user@example.com")
-    assert user.role == Role.USER and user.disabled_at is None and user.email_verified_at is None
+    assert user.role == Role.USER and user.disabled_at is None
+    assert user.email_verified_at == plain_verified_at  # set by their own link, unchanged
 
     # A disabled user: signed out on the very next request, on every route. Pages send the
     # browser to sign in; actions are refused (403) because the form's token belonged to the

@@ -17,7 +17,7 @@ from features.users.models import Role
 from features.users.service import UserService
 from shared import clock
 from tests.features.admin.conftest import fetch_user, make_admin, user_id
-from tests.support import DEFAULT_PASSWORD, csrf, login, register
+from tests.support import DEFAULT_PASSWORD, csrf, csrf_from, login, mailed_link, register
 
 LONG_AGO = "2001-01-01T00:00:00.000Z"
 CHOSEN_ID = "01a20000-0000-7000-8000-00000000beef"
@@ -43,9 +43,12 @@ def extras(victim: uuid.UUID | None = None) -> dict[str, str]:
     }
 
 
-def assert_plain_user(user, *, since) -> None:
+def assert_plain_user(user, *, since, verified: bool = False) -> None:
     assert user.role == Role.USER
-    assert user.email_verified_at is None
+    if verified:  # by the mailed link, now: never the posted LONG_AGO
+        assert user.email_verified_at is not None and user.email_verified_at >= since
+    else:
+        assert user.email_verified_at is None
     assert user.two_factor_enabled is False and user.two_factor_secret is None
     assert user.two_factor_confirmed_at is None and user.google_id is None
     assert user.disabled_at is None
@@ -75,6 +78,15 @@ async def test_s40_register_and_login_ignore_protected_fields(client, other_clie
     )
     assert response.status_code == 303
     assert_plain_user(await fetch_user(app, "mallory@example.com"), since=start)
+    # The verification link's button, with the same extra keys.
+    link = await mailed_link(client, "mallory@example.com", "/verify-email/")
+    page = await client.get(link)
+    response = await client.post(
+        "/verify-email/confirm",
+        data={**extras(), "token": link.rsplit("/", 1)[1], "_csrf_token": csrf_from(page.text)},
+    )
+    assert response.status_code == 303
+    assert_plain_user(await fetch_user(app, "mallory@example.com"), since=start, verified=True)
     assert (await client.get("/admin")).status_code == 403
 
     token = await csrf(other_client, "/login")
@@ -88,7 +100,7 @@ async def test_s40_register_and_login_ignore_protected_fields(client, other_clie
         },
     )
     assert response.status_code == 303
-    assert_plain_user(await fetch_user(app, "mallory@example.com"), since=start)
+    assert_plain_user(await fetch_user(app, "mallory@example.com"), since=start, verified=True)
     assert (await other_client.get("/admin")).status_code == 403
 
 

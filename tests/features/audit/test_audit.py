@@ -17,11 +17,23 @@ from shared.config import ROOT_DIR
 from shared.web.guards import requires_admin
 from tests.conftest import SECRET_KEY
 from tests.features.audit.helpers import audit_rows, names, wait_for_events
-from tests.support import DEFAULT_PASSWORD, csrf, login, post_form, register
+from tests.support import (
+    DEFAULT_PASSWORD,
+    csrf,
+    follow_link,
+    login,
+    mailed_link,
+    post_form,
+    register,
+)
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"
 WRONG_PASSWORD = "not-the-password-4711"
+NEW_PASSWORD = "a new passphrase for the audit test"
+# A sign-up through the mailed link records user_created, authn_email_verified and
+# authn_login_success.
+SIGN_UP_EVENTS = 3
 
 
 async def test_s52_login_ok_fail_and_logout_are_recorded_with_context(client, app):
@@ -77,6 +89,9 @@ async def test_s52_no_password_code_token_or_session_id_reaches_the_table_or_log
 ):
     caplog.set_level(logging.DEBUG)
     await register(client, "ann@example.com")
+    verify_token = (await mailed_link(client, "ann@example.com", "/verify-email/")).rsplit("/", 1)[
+        1
+    ]
     session_token = client.cookies.get("session")
     csrf_token = await csrf(client, "/settings/sessions")
     await login(other_client, "ann@example.com", WRONG_PASSWORD)
@@ -86,16 +101,56 @@ async def test_s52_no_password_code_token_or_session_id_reaches_the_table_or_log
     await post_form(client, "/confirm-password", {"password": DEFAULT_PASSWORD, "next": "/"})
     await post_form(client, "/settings/sessions/end-others", {}, token_from="/settings/sessions")
     await client.post("/tasks", data={"title": "x", "_csrf_token": "forged-" + csrf_token[:8]})
+    # Mailed one-time tokens (S37): an email change link, used, and a reset link, used.
+    await post_form(
+        client, "/settings/email", {"email": "ann2@example.com"}, token_from="/settings/email"
+    )
+    change_link = await mailed_link(client, "ann2@example.com", "/confirm-email/")
+    await follow_link(client, change_link, "/confirm-email")
+    await post_form(
+        other_client,
+        "/forgot-password",
+        {"email": "ann2@example.com"},
+        token_from="/forgot-password",
+    )
+    reset_link = await mailed_link(other_client, "ann2@example.com", "/reset-password/")
+    await post_form(
+        other_client,
+        "/reset-password",
+        {
+            "token": reset_link.rsplit("/", 1)[1],
+            "password": NEW_PASSWORD,
+            "password_confirmation": NEW_PASSWORD,
+        },
+        token_from=reset_link,
+    )
     rows = await wait_for_events(
-        app, lambda r: {"session_revoked_all", "malicious_csrf"} <= set(names(r))
+        app,
+        lambda r: (
+            {"session_revoked_all", "malicious_csrf", "authn_email_change", "authn_password_reset"}
+            <= set(names(r))
+        ),
     )
     async with app.state.db.reader() as session:
         ids = [str(s) for s in (await session.execute(_session_ids())).scalars()]
     dump = json.dumps(
         [{c.name: str(getattr(r, c.name)) for c in AuditEvent.__table__.columns} for r in rows]
     )
-    haystack = dump + caplog.text
-    secrets = [DEFAULT_PASSWORD, WRONG_PASSWORD, session_token, other_token, csrf_token, *ids]
+    # The test's own HTTP client (httpx) logs the URLs it requests; the app's logs are searched.
+    app_logs = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records if r.name != "httpx")
+    haystack = dump + app_logs
+    tokens = [link.rsplit("/", 1)[1] for link in (change_link, reset_link)] + [verify_token]
+    assert all(len(t) == 43 for t in tokens)
+    secrets = [
+        DEFAULT_PASSWORD,
+        WRONG_PASSWORD,
+        NEW_PASSWORD,
+        session_token,
+        other_token,
+        csrf_token,
+        *ids,
+        *tokens,
+    ]
     for secret in secrets:
         assert secret and secret not in haystack
 
@@ -115,18 +170,19 @@ async def test_activity_page_lists_the_users_recent_events_with_ip_and_device(
     await register(client, "ann@example.com", name="Ann")
     await login(other_client, "ann@example.com", WRONG_PASSWORD)
     await register(other_client, "bob@example.com", name="Bob")
-    await wait_for_events(app, lambda r: len(r) >= 3)
+    # A sign-up records user_created, authn_email_verified and authn_login_success.
+    await wait_for_events(app, lambda r: len(r) >= 3 + 1 + 3)
     page = await client.get("/settings/activity")
     assert page.status_code == 200
     assert "Signed in" in page.text and "Failed sign-in" in page.text
     assert "127.0.0.1" in page.text and "Firefox 121 on Windows 10" in page.text
-    assert page.text.count("<tr") == 1 + 2  # header + Ann's two events, none of Bob's
+    assert page.text.count("<tr") == 1 + 4  # header + Ann's four events, none of Bob's
     assert 'href="/settings/activity" aria-current="page"' in page.text
 
 
 async def test_activity_page_shows_at_most_fifty_events(client, app):
     await register(client, "ann@example.com")
-    rows = await wait_for_events(app, lambda r: len(r) == 1)
+    rows = await wait_for_events(app, lambda r: len(r) == SIGN_UP_EVENTS)
     async with app.state.db.write() as session:
         for n in range(60):
             session.add(
@@ -145,7 +201,7 @@ async def test_activity_page_shows_at_most_fifty_events(client, app):
 async def test_new_device_sign_in_is_announced_once(client, other_client, app):
     client.headers["user-agent"] = CHROME
     await register(client, "ann@example.com")
-    await wait_for_events(app, lambda r: len(r) == 1)
+    await wait_for_events(app, lambda r: len(r) == SIGN_UP_EVENTS)
     await post_form(client, "/logout", {})
     await login(client, "ann@example.com")  # same browser, OS and IP as at sign-up
     await wait_for_events(app, lambda r: names(r).count("authn_login_success") == 2)
@@ -163,7 +219,7 @@ async def test_new_device_sign_in_is_announced_once(client, other_client, app):
 
 async def test_s52_audit_prune_cli_deletes_events_past_retention(client, app, settings):
     await register(client, "ann@example.com")
-    await wait_for_events(app, lambda r: len(r) == 1)
+    await wait_for_events(app, lambda r: len(r) == SIGN_UP_EVENTS)
     async with app.state.db.write() as session:
         for days in (400, 366, 30):
             session.add(
@@ -184,7 +240,7 @@ async def test_s52_audit_prune_cli_deletes_events_past_retention(client, app, se
     result = subprocess.run(command, cwd=ROOT_DIR, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Deleted 2 audit event(s)" in result.stdout
-    assert len(await audit_rows(app)) == 2
+    assert len(await audit_rows(app)) == SIGN_UP_EVENTS + 1
     result = subprocess.run(
         [*command, "--older-than", "7d"], cwd=ROOT_DIR, env=env, capture_output=True, text=True
     )
@@ -192,4 +248,4 @@ async def test_s52_audit_prune_cli_deletes_events_past_retention(client, app, se
     bad = subprocess.run(
         [*command, "--older-than", "soon"], cwd=ROOT_DIR, env=env, capture_output=True, text=True
     )
-    assert bad.returncode != 0 and len(await audit_rows(app)) == 1
+    assert bad.returncode != 0 and len(await audit_rows(app)) == SIGN_UP_EVENTS

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from features.sessions.models import BrowserSession
 from features.users.models import User
-from tests.support import DEFAULT_PASSWORD, csrf, login, post_form, register
+from tests.support import DEFAULT_PASSWORD, csrf, login, mails_to, post_form, register
 
 
 async def count_users(app) -> int:
@@ -61,9 +61,10 @@ async def test_register_mismatched_passwords_are_refused(client, app):
     assert await count_users(app) == 0
 
 
-async def test_register_taken_email_is_refused_with_a_field_error(client, other_client, app):
+async def test_s7_taken_email_gets_the_same_answer_and_the_owner_a_mail(client, other_client, app):
     await register(client, "ann@example.com")
-    response = await post_form(
+    fresh = await register(other_client, "new@example.com", verify=False)
+    taken = await post_form(
         other_client,
         "/register",
         {
@@ -73,9 +74,15 @@ async def test_register_taken_email_is_refused_with_a_field_error(client, other_
             "password_confirmation": DEFAULT_PASSWORD,
         },
     )
-    assert response.status_code == 422
-    assert "already exists" in response.text
-    assert await count_users(app) == 1
+    assert taken.status_code == fresh.status_code == 303
+    assert taken.headers["location"] == fresh.headers["location"] == "/register/check-email"
+    page = await other_client.get("/register/check-email")
+    assert "Check your inbox" in page.text and "We sent a link to ann@example.com." in page.text
+    assert await count_users(app) == 2
+    [notice, verification] = await mails_to(other_client, "ann@example.com")
+    assert notice.subject == "Slicestar: You already have an account"
+    assert "nothing was created" in notice.text and not notice.links[0].count("verify-email")
+    assert "Verify your email address" in verification.subject  # the one from Ann's own sign-up
 
 
 async def test_s3_common_and_overlong_passwords_are_refused_long_unicode_accepted(

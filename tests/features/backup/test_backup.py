@@ -82,7 +82,7 @@ async def test_r6_backup_under_write_load_restores_into_a_fresh_folder_and_the_a
     acknowledged: list[str] = []
     stop = threading.Event()
     try:
-        client, token = signed_in_client(server.base_url, "r6@example.com")
+        client, token = signed_in_client(server, "r6@example.com")
 
         def write() -> None:
             with httpx.Client(base_url=server.base_url, cookies=client.cookies) as http:

@@ -12,6 +12,7 @@ import asyncio
 import re
 import shutil
 import sqlite3
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from shared.database import Database
 from shared.database.types import format_timestamp
 from tests.features.notifications.servers import open_stream, start_server
 from tests.features.notifications.support import user_id
-from tests.support import DEFAULT_PASSWORD
+from tests.support import DEFAULT_PASSWORD, verify_on_server
 
 DELIVERY_SECONDS = 2.0
 
@@ -48,12 +49,14 @@ def two_servers(request: pytest.FixtureRequest, db_path: Path, tmp_path: Path):
 
 
 async def sign_up(client: httpx.AsyncClient, base_url: str, email: str) -> None:
+    started = time.time_ns()
     page = await client.get(f"{base_url}/register")
     token = re.search(r'name="_csrf_token" value="([^"]+)"', page.text).group(1)
     data = {"name": "Live", "email": email, "password": DEFAULT_PASSWORD}
     data |= {"password_confirmation": DEFAULT_PASSWORD, "_csrf_token": token}
     response = await client.post(f"{base_url}/register", data=data)
     assert response.status_code == 303, response.text
+    await verify_on_server(client, base_url, email, after_ns=started)  # the link signs in
 
 
 async def test_stream_on_a_receives_a_notification_written_elsewhere_within_2s(

@@ -1,9 +1,12 @@
-"""Authentication: sign-up, sign-in with "remember me", sign-out."""
+"""Authentication: sign-up with email verification, sign-in with "remember me", sign-out,
+password reset, and the mails about account security."""
 
 from pathlib import Path
 
 from features.core.auth.handlers import AuthController
+from features.core.auth.links import EmailLinkController
+from features.core.auth.listeners import mail_security_notice
 
-routes = [AuthController]
+routes = [AuthController, EmailLinkController]
 template_dir = Path(__file__).parent / "templates"
-listeners: list = []
+listeners = [mail_security_notice]

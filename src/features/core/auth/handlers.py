@@ -1,4 +1,5 @@
-"""Sign-up, sign-in and sign-out pages (HTTP only; rules live in ``service``)."""
+"""Sign-up, sign-in, password confirmation and sign-out pages (HTTP only; rules live in
+``service``). The pages behind mailed links are in :mod:`features.core.auth.links`."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from features.core.auth import login_guard
+from features.core.auth import login_guard, mails
 from features.core.auth.schemas import parse_login, parse_register
-from features.core.auth.service import LOGIN_FAILED, AuthService, ClientInfo, EmailTaken, SignedIn
+from features.core.auth.service import LOGIN_FAILED, AuthService, ClientInfo, SignedIn
 from features.sessions.service import cookie_max_age, session_cookie_name
+from features.users.service import normalise_email
 from shared.events import emit_security_event
+from shared.security import throttle
 from shared.web.client import client_ip, user_agent
 from shared.web.cookies import expired_cookie, make_cookie
 from shared.web.forms import read_form
@@ -121,25 +124,28 @@ class AuthController(Controller):
     async def register(
         self, request: Request, db_session: NamedDependency[AsyncSession], state: State
     ) -> Template | Redirect:
-        """Create the account and sign it in (303 → dashboard), or re-render with errors (422)."""
+        """Create the account and mail its verification link (303 → "check your inbox"), or
+        re-render with errors (422). A taken address gets the very same answer, and its owner
+        a mail instead (S7). Nobody is signed in here: the link does that."""
         data = await read_form(request, keep_whitespace=PASSWORD_FIELDS)
         form, errors = parse_register(data)
         if form is not None:
-            try:
-                signed_in = await _service(db_session, state).register(form, _client(request))
-            except EmailTaken:
-                errors = {"email": "An account with this email already exists. Sign in instead."}
+            registration = await _service(db_session, state).register(form)
+            user = registration.user
+            if registration.taken:
+                # At most one notice a minute per address, so the form cannot flood an inbox.
+                key = f"taken|{user.email}"
+                if await throttle.hit(state, "verification_resend", key) is None:
+                    mails.account_exists(state.mail, user.email, user.name)
             else:
-                await login_guard.after_login_success(
-                    request, state, form.email, signed_in.user.id, via="register"
-                )
-                return _signed_in_redirect(
-                    request,
-                    state,
-                    signed_in,
-                    "/dashboard",
-                    f"Welcome to {state.settings.app_name}, {form.name}.",
-                )
+                assert registration.token is not None
+                mails.verify_email(state.mail, user.email, user.name, registration.token)
+                emit_security_event(request, "user_created", user_id=user.id, actor_id=user.id)
+            return redirect(
+                request,
+                "/register/check-email",
+                flash=("info", f"We sent a link to {normalise_email(form.email)}."),
+            )
         context = {
             "form": {"name": data.get("name", ""), "email": data.get("email", "")},
             "errors": errors,
@@ -182,7 +188,7 @@ class AuthController(Controller):
             status_code=422,
         )
 
-    @post("/logout", name="auth.logout")
+    @post("/logout", opt={"unverified": True}, name="auth.logout")
     async def logout(
         self, request: Request, db_session: NamedDependency[AsyncSession], state: State
     ) -> Redirect:

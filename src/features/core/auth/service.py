@@ -1,4 +1,5 @@
-"""Sign-up, sign-in and sign-out rules (SECURITY.md S1, S2, S5, S6, S11)."""
+"""Sign-up, email verification, sign-in, sign-out and password reset rules
+(SECURITY.md S1, S2, S5–S8, S11, S18, S33–S37)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from features.core.auth import mails
+from features.core.auth.models import TokenKind
 from features.core.auth.schemas import LoginForm, RegisterForm, password_error
+from features.core.auth.tokens import EmailTokens, TokenRefused
 from features.sessions.models import BrowserSession
 from features.sessions.service import SessionInfo, SessionService
 from features.users.models import User
-from features.users.service import EmailTaken, UserService
+from features.users.service import EmailTaken, UserNotFound, UserService
 from shared import clock
 from shared.config import Settings
+from shared.mail import Mailer
 from shared.security.passwords import Passwords
 from shared.web.errors import RedirectRequired
 from shared.web.render import safe_next
@@ -25,10 +30,16 @@ from shared.web.render import safe_next
 __all__ = [
     "AuthService",
     "EmailTaken",
+    "EmailTokens",
+    "Registration",
     "SignedIn",
+    "TokenKind",
+    "TokenRefused",
+    "mails",
     "password_error",
     "recently_confirmed",
     "requires_recent_password",
+    "send_password_reset",
 ]
 
 LOGIN_FAILED = "The email or password is incorrect."
@@ -76,6 +87,16 @@ class SignedIn:
 
 
 @dataclass(frozen=True, slots=True)
+class Registration:
+    """The outcome of a sign-up: a new ``user`` and its verification ``token``, or ``taken``
+    (the address belongs to ``user`` already; nothing was written, S7)."""
+
+    user: User
+    token: str | None
+    taken: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ClientInfo:
     """Where a sign-in comes from; ``previous_session`` is the browser's old session id, if any."""
 
@@ -92,28 +113,118 @@ class AuthService:
         self.passwords = passwords
         self.users = UserService(session)
         self.sessions = SessionService(session, settings)
+        self.tokens = EmailTokens(session)
         self.attempted_user_id: uuid.UUID | None = None  # set by login(), for the audit trail
 
-    async def register(self, form: RegisterForm, client: ClientInfo) -> SignedIn:
-        """Create the account and sign it in. Raises :class:`EmailTaken` (nothing written).
+    async def register(self, form: RegisterForm) -> Registration:
+        """Create the (unverified) account and its 24-hour verification token, and commit.
 
-        The password is hashed before the write transaction starts, so the database lock
-        is never held during the Argon2 computation.
+        Nobody is signed in: the link in the verification mail does that. A taken address
+        writes nothing and returns the existing owner with ``taken=True``, after the same
+        Argon2 work, so the answer cannot tell the two apart (S7). The password is hashed
+        before the write transaction starts, so the database lock is never held during Argon2.
         """
         password_hash = await self.passwords.hash(form.password)
-        user = await self.users.create(
-            name=form.name, email=form.email, password_hash=password_hash
-        )
-        user.last_login_at = user.created_at  # signing up signs in
-        token, row = await self.sessions.start(
-            user.id,
-            remember=False,
-            ip_address=client.ip_address,
-            user_agent=client.user_agent,
-            replaces=client.previous_session,
-        )
+        try:
+            user = await self.users.create(
+                name=form.name, email=form.email, password_hash=password_hash
+            )
+        except EmailTaken:
+            await self.session.rollback()
+            owner = await self.users.by_email(form.email)
+            await self.session.commit()
+            if owner is None:  # deleted in between: extremely unlikely, try once more
+                return await self.register(form)
+            return Registration(user=owner, token=None, taken=True)
+        token = await self.tokens.issue(user.id, TokenKind.VERIFY_EMAIL, user.email)
         await self.session.commit()
-        return SignedIn(user=user, token=token, session=row)
+        return Registration(user=user, token=token, taken=False)
+
+    async def new_verification_token(self, user_id: uuid.UUID) -> tuple[User, str] | None:
+        """A fresh verification token for an unverified account (the older one dies), committed;
+        ``None`` when the account is verified already or gone."""
+        user = await self.users.get(user_id)
+        if user is None or user.email_verified_at is not None:
+            await self.session.commit()
+            return None
+        token = await self.tokens.issue(user.id, TokenKind.VERIFY_EMAIL, user.email)
+        await self.session.commit()
+        return user, token
+
+    async def verify_email(self, raw_token: str, client: ClientInfo) -> SignedIn:
+        """Use a verification link: mark the address verified and sign its owner in (a new
+        session id, S11; the two-factor challenge first when it is on, S12). Commits.
+
+        Raises :class:`TokenRefused` for a link that is invalid, used, expired, superseded or
+        sent to an address the account no longer has (S33, S34, S37), or whose account is
+        disabled (nothing is changed then).
+        """
+        row = await self.tokens.consume(raw_token, TokenKind.VERIFY_EMAIL)
+        user = await self.users.get(row.user_id)
+        if user is None or user.disabled_at is not None:
+            await self.session.rollback()
+            raise TokenRefused("invalid")
+        now = clock.now()
+        if user.email_verified_at is None:
+            user.email_verified_at = now
+        user.last_login_at = now
+        return await self.start_session(user, remember=False, client=client)
+
+    async def request_password_reset(self, email: str) -> tuple[User, str] | None:
+        """A 60-minute reset token for the account of ``email``, committed; ``None`` for an
+        unknown address or a disabled account (the caller answers the same either way, S8)."""
+        user = await self.users.by_email(email)
+        if user is None or user.disabled_at is not None:
+            await self.session.commit()
+            return None
+        token = await self.tokens.issue(user.id, TokenKind.RESET_PASSWORD, user.email)
+        await self.session.commit()
+        return user, token
+
+    async def check_reset_token(self, raw_token: str) -> User:
+        """The account a live reset link belongs to (nothing changes). Raises :class:`TokenRefused`."""
+        row = await self.tokens.check(raw_token, TokenKind.RESET_PASSWORD)
+        user = await self.users.get(row.user_id)
+        await self.session.commit()
+        if user is None or user.disabled_at is not None:
+            raise TokenRefused("invalid")
+        return user
+
+    async def reset_password(self, raw_token: str, new_password: str) -> User:
+        """Use a reset link: set ``new_password`` (already checked against S3), end every session
+        of the account (S18, S36), sign nobody in; commits and returns the user.
+
+        Following the link proves the address, so an unverified account becomes verified.
+        Raises :class:`TokenRefused` (nothing changes). The password is hashed before the write
+        transaction, and the token is consumed atomically after it (S33, R3).
+        """
+        await self.check_reset_token(raw_token)
+        password_hash = await self.passwords.hash(new_password)
+        row = await self.tokens.consume(raw_token, TokenKind.RESET_PASSWORD)
+        user = await self.users.get(row.user_id)
+        if user is None or user.disabled_at is not None:
+            await self.session.rollback()
+            raise TokenRefused("invalid")
+        await self.users.set_password_hash(user, password_hash)
+        if user.email_verified_at is None:
+            user.email_verified_at = clock.now()
+        await self.sessions.end_all_for_user(user.id)
+        await self.session.commit()
+        return user
+
+    async def password_reset_for(self, user_id: uuid.UUID) -> tuple[User, str] | None:
+        """A reset token for ``user_id`` (an administrator's action), committed; ``None`` for a
+        disabled account. Raises :class:`UserNotFound`."""
+        user = await self.users.get(user_id)
+        if user is None:
+            await self.session.commit()
+            raise UserNotFound(user_id)
+        if user.disabled_at is not None:
+            await self.session.commit()
+            return None
+        token = await self.tokens.issue(user.id, TokenKind.RESET_PASSWORD, user.email)
+        await self.session.commit()
+        return user, token
 
     async def login(self, form: LoginForm, client: ClientInfo) -> SignedIn | None:
         """Check the credentials; on success start a new session (S11) and return it.
@@ -174,3 +285,22 @@ class AuthService:
         """Delete the server-side session (S16)."""
         await self.sessions.end(session_id)
         await self.session.commit()
+
+
+async def send_password_reset(
+    session: AsyncSession,
+    settings: Settings,
+    passwords: Passwords,
+    mailer: Mailer,
+    user_id: uuid.UUID,
+) -> bool:
+    """Mail ``user_id`` a password-reset link on an administrator's behalf.
+
+    Returns False for a disabled account (no mail, S19). Raises :class:`UserNotFound`.
+    """
+    issued = await AuthService(session, settings, passwords).password_reset_for(user_id)
+    if issued is None:
+        return False
+    user, token = issued
+    mails.reset_password(mailer, user.email, user.name, token, by_admin=True)
+    return True

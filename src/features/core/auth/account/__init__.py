@@ -1,0 +1,10 @@
+"""Account settings: profile (name, email change), password, account deletion (SECURITY.md
+S3, S4, S18, S20, S37)."""
+
+from pathlib import Path
+
+from features.core.auth.account.handlers import AccountController, EmailChangeLinkController
+
+routes = [AccountController, EmailChangeLinkController]
+template_dir = Path(__file__).parent / "templates"
+listeners: list = []
