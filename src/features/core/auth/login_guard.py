@@ -1,13 +1,17 @@
-"""Throttling and audit events around sign-in and password confirmation (S9, S20, S52).
+"""Throttling and audit events around sign-in and password confirmation (SECURITY.md S9,
+S20, S52).
 
 The handlers call these few functions so the rules stay in one place:
 
-- :func:`refuse_if_throttled` before the password is checked (429 + ``Retry-After``);
-- :func:`after_login_failure` / :func:`after_login_success` once the outcome is known.
+- :func:`refuse_if_throttled` before the password is checked: it *counts* the attempt (one
+  atomic increment) and answers 429 + ``Retry-After`` when it is over the budget, so a burst of
+  concurrent guesses cannot all pass a check before any failure is counted;
+- :func:`after_login_failure` / :func:`after_login_success` once the outcome is known (a
+  success resets the budgets).
 
-Budgets: 5 failures per minute per (normalised email, client IP) (``"login"``), plus a
-per-account back-off that grows with consecutive failures (``"login_account"``, see
-:mod:`shared.security.throttle`); password confirmation has its own per-user budget
+Budgets (:mod:`shared.security.throttle`): 5 attempts per minute per (normalised email, client
+IP) (``"login"``), plus a per-account back-off that grows with consecutive failures
+(``"login_account"``); password confirmation has its own per-user budget
 (``"confirm_password"``). Event names follow the OWASP Logging Vocabulary.
 """
 
@@ -34,28 +38,44 @@ def login_key(request: Request, email: str) -> str:
     return f"{normalise_email(email)}|{client_ip(request) or '-'}"
 
 
-def _throttled(request: Request, retry: int, user_id: uuid.UUID | None, context: str) -> None:
+def _refuse(
+    request: Request,
+    retry: int,
+    user_id: uuid.UUID | None,
+    context: str,
+    message: str = THROTTLED,
+) -> None:
+    """Emit ``authn_login_lock`` (S52) and raise the 429 (``Retry-After: retry``)."""
     emit_security_event(
-        request, "authn_login_lock", user_id=user_id, outcome="failure", context=context
+        request,
+        "authn_login_lock",
+        user_id=user_id,
+        outcome="failure",
+        context=context,
+        retry_after=retry,
     )
-    raise TooManyRequestsException(detail=THROTTLED, headers={"Retry-After": str(retry)})
+    raise TooManyRequestsException(detail=message, headers={"Retry-After": str(retry)})
 
 
 async def refuse_if_throttled(request: Request, state: State, email: str) -> None:
-    """Raise ``TooManyRequestsException`` (429, ``Retry-After``) when this sign-in's budget or
-    the account's back-off is used up; emits ``authn_login_lock``."""
-    retry = await throttle.check(state, "login", login_key(request, email))
+    """Count this sign-in attempt against the (email, IP) budget and the account's back-off,
+    before the password is checked (S9).
+
+    Raises ``TooManyRequestsException`` (429, ``Retry-After``) when either is used up, after
+    emitting ``authn_login_lock``.
+    """
+    retry = await throttle.hit(state, "login", login_key(request, email))
     if retry is None:
-        retry = await throttle.backoff_check(state, "login_account", normalise_email(email))
+        retry = await throttle.backoff_acquire(state, "login_account", normalise_email(email))
     if retry is not None:
-        _throttled(request, retry, None, "login")
+        _refuse(request, retry, None, "login")
 
 
 async def after_login_failure(
     request: Request, state: State, email: str, user_id: uuid.UUID | None
 ) -> None:
-    """Count the failure against both budgets and emit ``authn_login_fail``."""
-    await throttle.hit(state, "login", login_key(request, email))
+    """Start the account's back-off wait (the attempt was counted already) and emit
+    ``authn_login_fail``."""
     await throttle.backoff_fail(state, "login_account", normalise_email(email))
     emit_security_event(
         request, "authn_login_fail", user_id=user_id, actor_id=None, outcome="failure"
@@ -76,8 +96,8 @@ async def after_login_success(
     account before, and prune expired sessions and throttle counters now and then.
 
     ``via``: ``"password"`` (signed in), ``"two_factor_pending"`` (password right, challenge
-    next: only the budgets reset, nothing is reported yet, S12), ``"two_factor"`` (challenge
-    passed), ``"register"``.
+    next: only the password budgets reset, nothing is reported yet, S12), ``"two_factor"``
+    (challenge passed), ``"register"``.
     """
     device = describe_device(user_agent(request))
     ip = client_ip(request)
@@ -111,19 +131,19 @@ async def after_login_success(
 
 
 async def refuse_confirmation_if_throttled(request: Request, state: State) -> None:
-    """Raise 429 when the signed-in user used up the password-confirmation budget (S20)."""
-    retry = await throttle.check(state, "confirm_password", str(request.user.id))
+    """Count a password confirmation of the signed-in user before the password is checked;
+    raise 429 (and emit ``authn_login_lock``) when the budget is used up (S20)."""
+    retry = await throttle.hit(state, "confirm_password", str(request.user.id))
     if retry is not None:
-        _throttled(request, retry, request.user.id, "confirm_password")
+        _refuse(request, retry, request.user.id, "confirm_password")
 
 
 async def after_confirmation(request: Request, state: State, ok: bool) -> None:
-    """Count a wrong confirmation (emitting ``authn_login_fail``) or reset the budget."""
-    key = str(request.user.id)
+    """Reset the budget after a right password; emit ``authn_login_fail`` after a wrong one
+    (it was counted already)."""
     if ok:
-        await throttle.reset(state, "confirm_password", key)
+        await throttle.reset(state, "confirm_password", str(request.user.id))
         return
-    await throttle.hit(state, "confirm_password", key)
     emit_security_event(
         request,
         "authn_login_fail",
