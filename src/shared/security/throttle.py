@@ -71,7 +71,8 @@ BACKOFF_MEMORY = 24 * 3600  # a failure streak is forgotten after a day
 BUDGETS: dict[str, Budget] = {
     "login": Budget(5, 60),  # per (normalised email, client IP), S9
     "confirm_password": Budget(5, 60),  # per user, S20
-    "two_factor": Budget(5, 60),  # per pending login, S29
+    "two_factor": Budget(5, 60),  # per account, across its pending logins, S29
+    "two_factor_lock_notice": Budget(1, BACKOFF_MEMORY),  # one notice per failure streak, S29
     "password_reset": Budget(1, 60),  # per address, S35
     "verification_resend": Budget(1, 60),  # per address, S35
 }

@@ -1,5 +1,5 @@
-"""Throttling and audit events around sign-in and password confirmation (SECURITY.md S9,
-S20, S52).
+"""Throttling and audit events around sign-in, password confirmation and the two-factor
+challenge (SECURITY.md S9, S20, S29, S52).
 
 The handlers call these few functions so the rules stay in one place:
 
@@ -12,7 +12,10 @@ The handlers call these few functions so the rules stay in one place:
 Budgets (:mod:`shared.security.throttle`): 5 attempts per minute per (normalised email, client
 IP) (``"login"``), plus a per-account back-off that grows with consecutive failures
 (``"login_account"``); password confirmation has its own per-user budget
-(``"confirm_password"``). Event names follow the OWASP Logging Vocabulary.
+(``"confirm_password"``); the two-factor challenge has a per-account budget (``"two_factor"``,
+5 attempts a minute) and back-off (``"two_factor_account"``) that outlive any one pending
+login, so starting a new pending login with the password buys no new guesses. Event names
+follow the OWASP Logging Vocabulary.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from shared.security import throttle
 from shared.web.client import client_ip, describe_device, user_agent
 
 THROTTLED = "Too many attempts. Please wait a moment and try again."
+CHALLENGE_THROTTLED = "Too many wrong codes. Wait a minute before trying again."
+CHALLENGE_LOCK_AFTER = 10  # S29: from this many consecutive wrong codes on, the pending login ends
 
 
 def login_key(request: Request, email: str) -> str:
@@ -151,3 +156,74 @@ async def after_confirmation(request: Request, state: State, ok: bool) -> None:
         outcome="failure",
         context="confirm_password",
     )
+
+
+# --- the two-factor challenge (S29) --------------------------------------------------------
+
+
+async def refuse_challenge_if_throttled(request: Request, state: State, user_id: uuid.UUID) -> None:
+    """Count one challenge attempt of account ``user_id`` before the code is checked.
+
+    The budget (5 a minute) and the back-off (after 5 consecutive wrong codes, waits of 1, 2,
+    4 … seconds) belong to the account, not to the pending login, so a new password step starts
+    no new count. Raises 429 with ``Retry-After`` (emitting ``authn_login_lock``) when used up.
+    """
+    key = str(user_id)
+    retry = await throttle.hit(state, "two_factor", key)
+    if retry is None:
+        retry = await throttle.backoff_acquire(state, "two_factor_account", key)
+    if retry is not None:
+        _refuse(request, retry, user_id, "two_factor", CHALLENGE_THROTTLED)
+
+
+async def after_challenge_failure(
+    request: Request, state: State, user_id: uuid.UUID, *, method: str, replay: bool
+) -> int:
+    """Record a wrong (or replayed) code of account ``user_id``: start its back-off wait and
+    emit ``authn_mfa_fail`` / ``authn_mfa_replay``. Returns the number of consecutive wrong codes
+    since the account's last successful challenge (over every pending login)."""
+    failures = await throttle.backoff_fail(state, "two_factor_account", str(user_id))
+    emit_security_event(
+        request,
+        "authn_mfa_replay" if replay else "authn_mfa_fail",
+        user_id=user_id,
+        actor_id=user_id,
+        outcome="failure",
+        method=method,
+        failures=failures,
+    )
+    return failures
+
+
+def challenge_locked(failures: int) -> bool:
+    """True when ``failures`` consecutive wrong codes must end the pending login (S29)."""
+    return failures >= CHALLENGE_LOCK_AFTER
+
+
+async def after_challenge_lock(
+    request: Request, state: State, user_id: uuid.UUID, failures: int
+) -> None:
+    """Emit ``authn_login_lock`` for a pending login ended by wrong codes (S29, S52).
+
+    ``first`` is true for the first lock of the account's current failure streak: the user is
+    notified of that one (``features.notifications`` reacts to it), not of every later one.
+    """
+    first = await throttle.hit(state, "two_factor_lock_notice", str(user_id)) is None
+    emit_security_event(
+        request,
+        "authn_login_lock",
+        user_id=user_id,
+        actor_id=user_id,
+        outcome="failure",
+        reason="two_factor_failures",
+        failures=failures,
+        first=first,
+    )
+
+
+async def after_challenge_success(state: State, user_id: uuid.UUID) -> None:
+    """Forget the account's challenge budget, back-off and lock notice."""
+    key = str(user_id)
+    await throttle.reset(state, "two_factor", key)
+    await throttle.backoff_reset(state, "two_factor_account", key)
+    await throttle.reset(state, "two_factor_lock_notice", key)
