@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
 import httpx
 from sqlalchemy import select
@@ -32,6 +33,7 @@ from tests.features.auth.two_factor.support import (
     submit_recovery,
     user_row,
 )
+from tests.features.notifications.support import rows
 from tests.support import DEFAULT_PASSWORD, csrf, login, register
 
 EMAIL = "ann@example.com"
@@ -477,6 +479,54 @@ async def test_s29_a_recovery_code_counts_against_the_same_budget(client, app, f
         assert (await submit_recovery(client, "abcde-abcde-abcde-abcde-abcde")).status_code == 422
     assert (await submit_recovery(client, codes[0])).status_code == 429
     assert (await submit_code(client, code_now(secret))).status_code == 429
+
+
+async def test_s29_the_lock_notifies_the_user_once_per_failure_streak(client, app, frozen):
+    secret, _ = await two_factor_user(client, app)
+    user_id = (await user_row(app, EMAIL)).id
+    wrong = wrong_code(secret)
+
+    async def attempt(code: Callable[[], str]) -> httpx.Response:
+        """Submit ``code()``, first waiting out any 429 (the clock moves by ``Retry-After``)."""
+        while (response := await submit_code(client, code())).status_code == 429:
+            frozen.advance(seconds=int(response.headers["retry-after"]))
+        return response
+
+    async def fail_until_locked() -> int:
+        await password_step(client, EMAIL)
+        failures = 0
+        while (response := await attempt(lambda: wrong)).status_code == 422:
+            failures += 1
+        assert response.status_code == 303 and response.headers["location"] == "/login"
+        assert (
+            "Too many wrong codes. Please sign in again." in (await follow(client, response)).text
+        )
+        return failures + 1
+
+    async def lock_notes(count: int) -> list:
+        for _ in range(100):
+            notes = [
+                n for n in await rows(app.state.db, user_id) if "two-factor codes" in n.message
+            ]
+            if len(notes) >= count:
+                return notes
+            await asyncio.sleep(0.02)
+        return notes
+
+    assert await fail_until_locked() == 10
+    [note] = await lock_notes(1)
+    assert note.type == "warning" and note.title == "Sign-in blocked after wrong codes"
+    assert "10 wrong two-factor codes in a row" in note.message
+    assert await fail_until_locked() == 1  # the 11th wrong code in a row ends it at once
+    await asyncio.sleep(0.3)
+    assert len(await lock_notes(2)) == 1  # not announced again in the same streak
+    # A successful challenge ends the streak; the next lock is announced again.
+    await password_step(client, EMAIL)
+    signed_in = await attempt(lambda: code_now(secret))
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/dashboard"
+    await sign_out(client)
+    assert await fail_until_locked() == 10
+    assert len(await lock_notes(2)) == 2
 
 
 async def test_malformed_codes_are_refused_without_counting_as_failures(client, app, frozen):
