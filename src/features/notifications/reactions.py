@@ -110,6 +110,14 @@ TEMPLATES: dict[str, Template] = {
         "Recovery code used",
         lambda d: "A recovery code was used to sign in." + _remaining(d),
     ),
+    "authn_mfa_recovery_regenerated": Template(
+        NotificationType.INFO,
+        "New recovery codes",
+        lambda _: (
+            "New recovery codes were created for your account; the old ones no longer work. "
+            "If this was not you, change your password now."
+        ),
+    ),
     "authn_login_lock": Template(
         NotificationType.WARNING,
         "Sign-in blocked after wrong codes",

@@ -155,6 +155,8 @@ async def test_security_event_becomes_a_notification(client, app, ann, name, db)
         assert "from user to admin" in note.message
     if name in ("authn_mfa_recovery_low", "authn_mfa_recovery_used"):
         assert "2 left." in note.message
+    if name == "authn_mfa_recovery_regenerated":
+        assert "the old ones no longer work" in note.message
     if name == "authn_login_lock":
         assert note.type == "warning" and "10 wrong two-factor codes in a row" in note.message
 

@@ -33,7 +33,7 @@ from tests.features.auth.two_factor.support import (
     submit_recovery,
     user_row,
 )
-from tests.features.notifications.support import rows
+from tests.features.notifications.support import rows, wait_for_rows
 from tests.support import DEFAULT_PASSWORD, csrf, login, register
 
 EMAIL = "ann@example.com"
@@ -206,6 +206,12 @@ async def test_s30_regenerating_codes_needs_a_password_and_kills_the_old_ones(
     new_codes = re.findall(r"<li><code>([0-9a-z-]{29})</code></li>", response.text)
     assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
     assert names(events) == ["authn_mfa_recovery_regenerated"]
+    user_id = (await user_row(app, EMAIL)).id  # the owner is told (notification)
+    notes = await wait_for_rows(app.state.db, user_id, 2)  # "enabled", then "new codes"
+    assert [n.title for n in notes][:2] == [
+        "New recovery codes",
+        "Two-factor authentication enabled",
+    ]
     await sign_out(client)
     await password_step(client, EMAIL)
     assert (await submit_recovery(client, old_codes[0])).status_code == 422
