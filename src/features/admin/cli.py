@@ -4,6 +4,9 @@ Commands open their own :class:`shared.database.Database` inside ``asyncio.run``
 of it. Passwords come from a hidden prompt or the first line of stdin, never from an argument
 (arguments end up in shell history and the process list).
 
+``users set-role``, ``disable`` and ``enable`` write the same audit events as the admin area
+(actor: none; ``via: cli`` in the details).
+
 Exit codes: 0 done, 1 unexpected error, 2 invalid input, 3 email taken, 4 no such user,
 5 refused (last admin, production).
 """
@@ -24,6 +27,7 @@ import click
 from sqlalchemy.engine import make_url
 
 from features.admin.service import AdminService, LastAdmin, UserNotFound
+from features.audit import service as audit_service
 from features.core.auth.service import password_error
 from features.tasks.service import TaskService, TaskStatus
 from features.users.service import (
@@ -37,6 +41,7 @@ from features.users.service import (
 )
 from shared.config import ROOT_DIR, Settings, get_settings
 from shared.database import Database
+from shared.events import SecurityEvent, offline_security_event
 from shared.security.passwords import Passwords
 
 T = TypeVar("T")
@@ -171,11 +176,23 @@ async def _user_by_email(db: Database, email: str) -> User:
     return user
 
 
-def _admin_action(email: str, action: Callable[[AdminService, User], Awaitable[T]]) -> T:
+def _admin_action(
+    email: str,
+    action: Callable[[AdminService, User], Awaitable[T]],
+    audit: Callable[[User, T], SecurityEvent | None],
+) -> T:
+    """Run ``action`` on the account ``email``, then write the audit event ``audit`` makes of
+    its result (``None``: nothing changed, nothing to record). The actor is nobody: the
+    event's details say ``via: cli`` (SECURITY.md S52, admin actions)."""
+
     async def work(db: Database, settings: Settings) -> T:
         user = await _user_by_email(db, email)
         async with db.writer() as session:
-            return await action(AdminService(session, settings), user)
+            result = await action(AdminService(session, settings), user)
+        event = audit(user, result)
+        if event is not None:
+            await audit_service.record(db, event)
+        return result
 
     try:
         return _run(work)
@@ -193,7 +210,15 @@ def _admin_action(email: str, action: Callable[[AdminService, User], Awaitable[T
 @click.argument("role", type=click.Choice([r.value for r in Role]))
 def set_role(email: str, role: str) -> None:
     """Give the account EMAIL the ROLE (user or admin); applies on its next request."""
-    old = _admin_action(email, lambda svc, u: svc.change_role(None, u.id, Role(role)))
+
+    def audit(user: User, old: Role) -> SecurityEvent | None:
+        if old.value == role:
+            return None
+        return offline_security_event(
+            "authz_role_change", user_id=user.id, old=old.value, new=role, via="cli"
+        )
+
+    old = _admin_action(email, lambda svc, u: svc.change_role(None, u.id, Role(role)), audit)
     if old.value == role:
         click.echo(f"{email} already has the role {role}.")
     else:
@@ -204,7 +229,15 @@ def set_role(email: str, role: str) -> None:
 @click.argument("email")
 def disable_user(email: str) -> None:
     """Disable the account EMAIL: it cannot sign in and every session ends now."""
-    ended = _admin_action(email, lambda svc, u: svc.disable(None, u.id))
+
+    def audit(user: User, ended: int | None) -> SecurityEvent | None:
+        if ended is None:
+            return None
+        return offline_security_event(
+            "user_disabled", user_id=user.id, sessions_ended=ended, via="cli"
+        )
+
+    ended = _admin_action(email, lambda svc, u: svc.disable(None, u.id), audit)
     if ended is None:
         click.echo(f"{email} is already disabled.")
     else:
@@ -215,7 +248,13 @@ def disable_user(email: str) -> None:
 @click.argument("email")
 def enable_user(email: str) -> None:
     """Let the disabled account EMAIL sign in again."""
-    changed = _admin_action(email, lambda svc, u: svc.enable(u.id))
+
+    def audit(user: User, changed: bool) -> SecurityEvent | None:
+        return (
+            offline_security_event("user_enabled", user_id=user.id, via="cli") if changed else None
+        )
+
+    changed = _admin_action(email, lambda svc, u: svc.enable(u.id), audit)
     click.echo(f"Enabled {email}." if changed else f"{email} is already active.")
 
 

@@ -226,3 +226,37 @@ def test_db_refresh_refuses_in_production_and_rebuilds_in_development(cli, datab
     assert emails == {"admin@example.com", "demo1@example.com", "demo2@example.com"}
     [(version,)] = query(database_url, text("SELECT version_num FROM alembic_version"))
     assert version == head_revision(ROOT_DIR / "alembic.ini")
+
+
+def test_s52_users_set_role_disable_and_enable_are_audited(cli, database_url):
+    from features.audit.models import AuditEvent
+
+    assert cli(*create_args("root@example.com", "--admin"), input=PASSWORD + "\n").exit_code == 0
+    assert cli(*create_args("ann@example.com"), input=PASSWORD + "\n").exit_code == 0
+    [(ann,)] = query(database_url, select(User.id).where(User.email == "ann@example.com"))
+    for command in (
+        ("set-role", "ann@example.com", "admin"),
+        ("set-role", "ann@example.com", "admin"),  # nothing changes: nothing recorded
+        ("disable", "ann@example.com"),
+        ("disable", "ann@example.com"),
+        ("enable", "ann@example.com"),
+        ("enable", "ann@example.com"),
+        ("set-role", "root@example.com", "user"),  # allowed: ann is an admin now
+    ):
+        assert cli("users", *command).exit_code == 0, command
+    t = AuditEvent.__table__
+    rows = query(
+        database_url,
+        select(
+            t.c.event, t.c.user_id, t.c.actor_id, t.c.outcome, t.c.details, t.c.ip_address
+        ).order_by(t.c.occurred_at, t.c.id),
+    )
+    assert [(r.event, r.details) for r in rows] == [
+        ("authz_role_change", {"old": "user", "new": "admin", "via": "cli"}),
+        ("user_disabled", {"via": "cli"}),  # the trail drops "session…" keys (S52)
+        ("user_enabled", {"via": "cli"}),
+        ("authz_role_change", {"old": "admin", "new": "user", "via": "cli"}),
+    ]
+    assert [str(r.user_id) for r in rows[:3]] == [str(ann)] * 3
+    assert all(r.actor_id is None and r.outcome == "success" for r in rows)
+    assert all(r.ip_address is None for r in rows)

@@ -28,7 +28,7 @@ from litestar.exceptions import TooManyRequestsException
 
 from features.audit.service import is_new_device
 from features.sessions.service import maybe_prune_expired
-from features.users.service import normalise_email
+from features.users.service import UserService, normalise_email
 from shared.events import emit_security_event
 from shared.security import throttle
 from shared.web.client import client_ip, describe_device, user_agent
@@ -62,18 +62,26 @@ def _refuse(
     raise TooManyRequestsException(detail=message, headers={"Retry-After": str(retry)})
 
 
+async def _account_id(state: State, email: str) -> uuid.UUID | None:
+    """The id of the account ``email`` names, or ``None`` (one read, only on a refusal)."""
+    async with state.db.reader() as session:
+        user = await UserService(session).by_email(email)
+    return user.id if user is not None else None
+
+
 async def refuse_if_throttled(request: Request, state: State, email: str) -> None:
     """Count this sign-in attempt against the (email, IP) budget and the account's back-off,
     before the password is checked (S9).
 
     Raises ``TooManyRequestsException`` (429, ``Retry-After``) when either is used up, after
-    emitting ``authn_login_lock``.
+    emitting ``authn_login_lock`` about the account (when the email belongs to one, so it shows
+    on that user's activity page; the actor stays anonymous).
     """
     retry = await throttle.hit(state, "login", login_key(request, email))
     if retry is None:
         retry = await throttle.backoff_acquire(state, "login_account", normalise_email(email))
     if retry is not None:
-        _refuse(request, retry, None, "login")
+        _refuse(request, retry, await _account_id(state, email), "login")
 
 
 async def after_login_failure(
