@@ -1,6 +1,8 @@
 """Composition root: ``create_app()`` gathers every feature's routes, templates and listeners.
 
-Run with ``litestar --app-dir src run`` (the ``litestar`` CLI finds the ``create_app`` factory).
+Run with ``make run``: ``FORWARDED_ALLOW_IPS= litestar --app-dir src run`` (the ``litestar`` CLI
+finds the ``create_app`` factory; the empty variable stops uvicorn from believing
+``X-Forwarded-For``, which only ``TRUSTED_PROXIES`` decides, SECURITY.md S9).
 """
 
 from __future__ import annotations

@@ -80,6 +80,7 @@ def live_server(sqlite_template: Path, live_server_dir: Path) -> Iterator[str]:
             "--port",
             str(port),
             "--no-access-log",
+            "--no-proxy-headers",  # as `make run`: the app alone reads X-Forwarded-For (S9)
         ],
         cwd=ROOT_DIR,
         env=env,

@@ -233,7 +233,7 @@ def two_servers(sqlite_template: Path, tmp_path: Path) -> Iterator[list[str]]:
                 [
                     *(sys.executable, "-m", "uvicorn", "app:create_app", "--factory"),
                     *("--app-dir", "src", "--host", "127.0.0.1", "--port", str(port)),
-                    "--no-access-log",
+                    *("--no-access-log", "--no-proxy-headers"),
                 ],
                 cwd=ROOT_DIR,
                 env=env,
