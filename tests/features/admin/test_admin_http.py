@@ -8,13 +8,15 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from features.admin.schemas import PER_PAGE
+from features.sessions.models import BrowserSession
 from features.tasks.models import Task
 from features.users.models import Role, User
 from features.users.service import UserService
 from shared import clock
 from shared.clock import FrozenClock, use_clock
+from tests.accounts import create_account
 from tests.features.admin.conftest import fetch_user, make_admin, set_columns, user_id
-from tests.support import csrf, register
+from tests.support import csrf, login, register
 
 FAKE_HASH = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$not-a-real-hash-not-a-real-hash0"
 
@@ -234,3 +236,19 @@ async def test_admin_actions_write_nothing_without_csrf(client, other_client, ap
     async with app.state.db.reader() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 2
         assert await session.scalar(select(func.count()).select_from(Task)) == 0
+
+
+async def test_pending_two_factor_logins_are_not_counted_as_live_sessions(
+    client, other_client, app
+):
+    await create_account(app.state.db, "root@example.com", admin=True)
+    bob = await create_account(app.state.db, "bob@example.com", name="Bob")
+    assert (await login(client, "root@example.com")).status_code == 303
+    await set_columns(app, "bob@example.com", two_factor_enabled=True)
+    response = await login(other_client, "bob@example.com")  # password right, code still due
+    assert response.headers["location"] == "/login/two-factor"
+    async with app.state.db.reader() as session:
+        assert await session.scalar(select(func.count()).select_from(BrowserSession)) == 2
+    assert stat((await client.get("/admin")).text, "sessions") == "1"  # only the admin's
+    page = (await client.get(f"/admin/users/{bob}")).text
+    assert "Active sessions (0)" in page and "No active sessions." in page
