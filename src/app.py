@@ -48,6 +48,7 @@ from shared.web.access_log import AccessLog
 from shared.web.csrf import CSRFMiddleware
 from shared.web.errors import exception_handlers
 from shared.web.guards import requires_user
+from shared.web.head import HeadAsGet
 from shared.web.headers import security_headers
 from shared.web.health import healthz, readyz
 from shared.web.render import CONTEXT_PROVIDERS, provide_template_context
@@ -132,7 +133,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=logging_config(settings.log_format, settings.app_env, settings.log_level),
         debug=False,
     )
-    app.asgi_handler = AccessLog(app.asgi_handler)  # outermost: logs 404s and errors too
+    # Outermost: the access log (404s and errors too); inside it, HEAD answered as GET.
+    app.asgi_handler = AccessLog(HeadAsGet(app.asgi_handler))
     return app
 
 

@@ -1,5 +1,5 @@
 """``make run`` as the README starts it: the app, not the server in front of it, decides who
-the client is (SECURITY.md S9).
+the client is (SECURITY.md S9), and HEAD works wherever GET does (RFC 9110 §9.3.2).
 
 ``make run`` serves with ``litestar run``, i.e. uvicorn, which by default believes
 ``X-Forwarded-For`` from 127.0.0.1; a local client could then pick any address and get a new
@@ -15,7 +15,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -35,9 +34,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[tuple[str, str]]:
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """``make run PORT=…`` on a new SQLite file; yields ``(base URL, database URL)``."""
+    tmp_path = tmp_path_factory.mktemp("make-run")
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite'}"
@@ -112,3 +112,14 @@ async def test_s9_make_run_ignores_forwarded_for_from_a_local_client(make_run):
         assert len(addresses) == 6 and set(addresses) == {"127.0.0.1"}  # the socket peer
     finally:
         await db.dispose()
+
+
+def test_s24_head_through_the_real_server_sends_headers_only(make_run):
+    base_url, _ = make_run
+    for path, status in (("/login", 200), ("/healthz", 200), ("/static/app.css", 200)):
+        get = httpx.get(base_url + path, timeout=10)
+        head = httpx.head(base_url + path, timeout=10)  # what `curl -I` sends
+        assert get.status_code == head.status_code == status, path
+        assert head.content == b"" and get.content, path
+        assert head.headers["content-type"] == get.headers["content-type"], path
+    assert httpx.head(base_url + "/logout", timeout=10).status_code == 405
