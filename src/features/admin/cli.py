@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from features.admin.service import AdminService, LastAdmin, UserNotFound
 from features.audit import service as audit_service
 from features.core.auth.service import password_error
+from features.notifications.service import NotificationService, NotificationType
 from features.tasks.service import TaskService, TaskStatus
 from features.users.service import (
     EmailTaken,
@@ -73,6 +74,33 @@ DEMO_TASKS = (
     "Water the office plants",
 )
 SEED_BATCH = 50
+
+
+def demo_notifications(app_name: str) -> list[tuple[NotificationType, str, str, str | None, bool]]:
+    """What every new demo account finds under its bell: one read, two unread."""
+    return [
+        (
+            NotificationType.INFO,
+            f"Welcome to {app_name}",
+            "This is a demo account. Its tasks and notifications are made up.",
+            "/dashboard",
+            True,
+        ),
+        (
+            NotificationType.SUCCESS,
+            "Demo tasks ready",
+            "Four tasks are waiting for you, two of them already completed.",
+            "/tasks",
+            False,
+        ),
+        (
+            NotificationType.WARNING,
+            "Protect your account",
+            "Turn on two-factor authentication in Settings → Security.",
+            "/settings/security",
+            False,
+        ),
+    ]
 
 
 class CLIError(click.ClickException):
@@ -295,12 +323,14 @@ class Seeded:
 
     users: int = 0
     tasks: int = 0
+    notifications: int = 0
     admin_password: str | None = None
     demo_password: str | None = None
 
 
 async def seed(db: Database, settings: Settings, count: int) -> Seeded:
-    """Create the demo admin and ``count`` demo users with tasks; existing ones are kept.
+    """Create the demo admin and ``count`` demo users with tasks and notifications; existing
+    accounts are kept as they are.
 
     Idempotent: a second run with the same ``count`` creates nothing. The admin's random
     password is returned (to be printed) only when the admin is created.
@@ -318,6 +348,9 @@ async def seed(db: Database, settings: Settings, count: int) -> Seeded:
                 role=Role.ADMIN,
             )
             await users.mark_email_verified(admin.id)
+            made.notifications += await NotificationService(session).add_demo(
+                admin.id, demo_notifications(settings.app_name)
+            )
             made.admin_password = password
             made.users = 1
     demo_password = secrets.token_urlsafe(12)
@@ -328,6 +361,7 @@ async def seed(db: Database, settings: Settings, count: int) -> Seeded:
             numbers = range(start, min(start + SEED_BATCH, count + 1))
             async with db.write() as session:
                 users, tasks = UserService(session), TaskService(session)
+                notifications = NotificationService(session)
                 for n in numbers:
                     email = f"demo{n}@example.com"
                     if await users.by_email(email) is None:
@@ -347,6 +381,9 @@ async def seed(db: Database, settings: Settings, count: int) -> Seeded:
                             for i in range(4)
                         ]
                         made.tasks += await tasks.add_demo(user.id, items)
+                        made.notifications += await notifications.add_demo(
+                            user.id, demo_notifications(settings.app_name)
+                        )
                         made.users += 1
                     bar.update(1)
     if demo_hash is not None:
@@ -355,7 +392,10 @@ async def seed(db: Database, settings: Settings, count: int) -> Seeded:
 
 
 def _report_seed(made: Seeded) -> None:
-    click.echo(f"Seeded {made.users} user(s) and {made.tasks} task(s).")
+    click.echo(
+        f"Seeded {made.users} user(s), {made.tasks} task(s) "
+        f"and {made.notifications} notification(s)."
+    )
     if made.admin_password:
         click.echo(
             f"Admin: {DEMO_ADMIN_EMAIL} / {made.admin_password} "
@@ -377,7 +417,8 @@ def _report_seed(made: Seeded) -> None:
     help="How many demo users (demo1@example.com …) to have.",
 )
 def db_seed(count: int) -> None:
-    """Add demo data: an admin, COUNT users with tasks in both states. Safe to run again."""
+    """Add demo data: an admin, COUNT users with tasks in both states and notifications (read
+    and unread). Safe to run again."""
     _refuse_in_production(_settings(), "seed demo data")
     _report_seed(_run(lambda db, settings: seed(db, settings, count)))
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from features.admin.cli import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_TAKEN
+from features.notifications.models import Notification
 from features.tasks.models import Task, TaskStatus
 from features.users.models import Role, User
 from shared.config import ROOT_DIR, get_settings
@@ -179,22 +180,27 @@ async def test_users_set_role_disable_enable_and_list(cli, client, other_client,
 async def test_db_seed_is_idempotent_and_prints_the_admin_password_once(cli, client, app):
     first = await in_thread(cli, "db", "seed", "--users", "3")
     assert first.exit_code == 0, first.output
-    assert "Seeded 4 user(s) and 12 task(s)." in first.output
+    assert "Seeded 4 user(s), 12 task(s) and 12 notification(s)." in first.output
     password = re.search(r"Admin: admin@example.com / (\S+) ", first.output).group(1)
     demo_password = re.search(r"sign in with: (\S+)", first.output).group(1)
 
     second = await in_thread(cli, "db", "seed", "--users", "3")
     assert second.exit_code == 0, second.output
-    assert "Seeded 0 user(s) and 0 task(s)." in second.output
+    assert "Seeded 0 user(s), 0 task(s) and 0 notification(s)." in second.output
     assert password not in second.output and "password is unchanged" in second.output
 
     async with app.state.db.reader() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 4
         statuses = set(await session.scalars(select(Task.status)))
+        notes = (await session.execute(select(Notification.user_id, Notification.read_at))).all()
     assert statuses == {TaskStatus.PENDING, TaskStatus.COMPLETED}
+    assert len(notes) == 12 and len({user for user, _ in notes}) == 4  # three per account
+    assert sum(read is None for _, read in notes) == 8  # two unread each
     assert (await login(client, "admin@example.com", password)).status_code == 303
     assert (await client.get("/admin")).status_code == 200
     assert (await login(client, "demo2@example.com", demo_password)).status_code == 303
+    bell = (await client.get("/notifications")).text
+    assert "Demo tasks ready" in bell and "Welcome to Slicestar" in bell
 
 
 def test_db_seed_shows_progress_for_many_users(cli, database_url):
