@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import pytest
 from litestar import get
 
 from features.audit.models import AuditEvent
@@ -280,3 +281,60 @@ async def test_s52_confirmation_and_two_factor_throttles_are_recorded(client, ap
     lock = [r for r in rows if r.event == "authn_login_lock"][-1]
     assert lock.user_id == ann and lock.actor_id is None  # nobody is signed in yet
     assert lock.outcome == "failure" and lock.details["context"] == "two_factor"
+
+
+async def test_audit_retention_must_be_positive_and_prune_prints_the_real_age(
+    client, app, settings
+):
+    from pydantic import ValidationError
+
+    from shared.config import Settings
+
+    for bad in (0, -1):
+        with pytest.raises(ValidationError, match="at least 1"):
+            Settings(secret_key=SECRET_KEY, audit_retention_days=bad)
+    async with app.state.db.write() as session:
+        for hours in (13, 11):
+            session.add(
+                AuditEvent(
+                    occurred_at=clock.now() - timedelta(hours=hours),
+                    event="authn_login_fail",
+                    outcome="failure",
+                    details={},
+                )
+            )
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "APP_ENV": "test",
+        "SECRET_KEY": SECRET_KEY,
+    }
+    command = [sys.executable, "-m", "litestar", "--app-dir", "src", "audit", "prune"]
+    for bad in ("0", "-30"):  # would have deleted every fresh event
+        refused = subprocess.run(
+            command,
+            cwd=ROOT_DIR,
+            env={**env, "AUDIT_RETENTION_DAYS": bad},
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 1, refused.stdout
+        assert f"AUDIT_RETENTION_DAYS: must be a whole number of days, at least 1 (got {bad})" in (
+            refused.stderr
+        )
+        assert "Traceback" not in refused.stderr
+    assert len(await audit_rows(app)) == 2
+    result = subprocess.run(
+        [*command, "--older-than", "12h"], cwd=ROOT_DIR, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Deleted 1 audit event(s) older than 12 hour(s)." in result.stdout
+    for age, line in (
+        ("1d", "0 audit event(s) older than 1 day(s)"),
+        ("90m", "1 audit event(s) older than 90 minute(s)"),
+    ):
+        result = subprocess.run(
+            [*command, "--older-than", age], cwd=ROOT_DIR, env=env, capture_output=True, text=True
+        )
+        assert f"Deleted {line}." in result.stdout
+    assert await audit_rows(app) == []
