@@ -19,7 +19,7 @@ LINK_MAX = 500
 
 
 class NotificationType(enum.StrEnum):
-    """How the notification is shown (colour and icon): the seed's four kinds."""
+    """How the notification is shown (colour and icon): info, success, warning or error."""
 
     INFO = "info"
     SUCCESS = "success"

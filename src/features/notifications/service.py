@@ -104,7 +104,8 @@ class NotificationService:
         self, user_id: uuid.UUID, items: list[tuple[NotificationType, str, str, str | None, bool]]
     ) -> int:
         """Add demo notifications ``(type, title, message, link, read)`` for ``user_id``
-        (flushed, not committed: the seed's transaction decides); returns how many."""
+        (flushed, not committed: the caller's transaction, e.g. ``litestar db seed``, decides);
+        returns how many."""
         now = clock.now()
         self.session.add_all(
             Notification(
