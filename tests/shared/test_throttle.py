@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,12 +19,14 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio
+from sqlalchemy import func, select
 
 from app import create_app
 from shared.clock import FrozenClock, use_clock
 from shared.config import ROOT_DIR
 from shared.database import Database
 from shared.security import throttle
+from shared.security.throttle import throttle_counters as counters
 from shared.web.client import resolve_client_ip
 from tests.accounts import create_account
 from tests.conftest import SECRET_KEY, make_browser, running
@@ -390,3 +393,45 @@ async def test_expired_throttle_counters_are_pruned(app):
             clock.advance(seconds=61)
             assert await throttle.prune(app.state) == 1
             assert await throttle.check(app.state, "login", "b", limit=1) is not None
+
+
+@pytest.mark.skipif(not _redis_answers(), reason="no Redis on 127.0.0.1:6379")
+async def test_s9_sign_in_budget_holds_through_the_app_with_redis_url(settings):
+    settings.redis_url = "redis://127.0.0.1:6379/0"
+    app = create_app(settings)
+    run = uuid.uuid4().hex[:12]  # this run's own accounts, so its own counter keys
+    emails = [f"ann-{run}@example.com", f"bob-{run}@example.com"]
+    async with running(app), make_browser(app) as browser:
+        store = throttle.store_for(app.state)
+        assert isinstance(store, throttle.RedisThrottleStore)
+        try:
+            for email in emails:
+                await create_account(app.state.db, email)
+            with use_clock(FrozenClock()):
+                for _ in range(5):
+                    assert (await login(browser, emails[0], WRONG)).status_code == 422
+                refused = await login(browser, emails[0])  # even the right password
+                assert refused.status_code == 429
+                assert 1 <= int(refused.headers["retry-after"]) <= 60
+                token = await csrf(browser, "/login")
+                data = {"email": emails[1], "password": WRONG, "_csrf_token": token}
+                responses = await asyncio.gather(
+                    *(browser.post("/login", data=data) for _ in range(20))
+                )
+                assert sorted(r.status_code for r in responses) == [422] * 5 + [429] * 15
+            key = throttle._key("w", "login", f"{emails[0]}|127.0.0.1")
+            assert int(await store.redis.get(store.prefix + key)) == 6  # counted in Redis …
+            async with app.state.db.reader() as session:  # … and not in the database
+                assert await session.scalar(select(func.count()).select_from(counters)) == 0
+        finally:
+            names = [
+                throttle._key(kind, name, key)
+                for email in emails
+                for kind, name, key in (
+                    ("w", "login", f"{email}|127.0.0.1"),
+                    ("b", "login_account", email),
+                    ("l", "login_account", email),
+                )
+            ]
+            await store.redis.delete(*(store.prefix + n for n in names))
+            await store.close()
