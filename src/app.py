@@ -77,6 +77,7 @@ class FeatureCLI(CLIPluginProtocol):
     """
 
     def on_cli_init(self, cli: Group) -> None:
+        """Add every feature's commands to ``cli`` and its ``db`` subcommands to one group."""
         db_group = Group("db", help="Database commands: seed, backup, restore, prune …")
         for feature in FEATURES:
             for command in getattr(feature, "cli_commands", ()):

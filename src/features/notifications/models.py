@@ -65,4 +65,5 @@ class Notification(UUIDPrimaryKeyMixin, Base):
 
     @property
     def is_read(self) -> bool:
+        """True once the owner marked it read (``read_at`` is set)."""
         return self.read_at is not None
