@@ -21,8 +21,11 @@ migrate: install ## bring the database (DATABASE_URL, default db/app.sqlite) to 
 	mkdir -p db
 	$(BIN)/alembic upgrade head
 
+# `litestar run` serves with uvicorn, which would believe X-Forwarded-For from 127.0.0.1 (its
+# FORWARDED_ALLOW_IPS default). An empty FORWARDED_ALLOW_IPS trusts no address, so the app alone
+# decides who the client is, with TRUSTED_PROXIES (SECURITY.md S9).
 run: migrate ## install, migrate and serve on http://127.0.0.1:8000
-	$(BIN)/litestar --app-dir src run --host $(HOST) --port $(PORT)
+	FORWARDED_ALLOW_IPS= $(BIN)/litestar --app-dir src run --host $(HOST) --port $(PORT)
 
 test: install ## run the whole test suite (browser tests need Chromium: see README)
 	$(BIN)/pytest

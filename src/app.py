@@ -1,6 +1,8 @@
 """Composition root: ``create_app()`` gathers every feature's routes, templates and listeners.
 
-Run with ``litestar --app-dir src run`` (the ``litestar`` CLI finds the ``create_app`` factory).
+Run with ``make run``: ``FORWARDED_ALLOW_IPS= litestar --app-dir src run`` (the ``litestar`` CLI
+finds the ``create_app`` factory; the empty variable stops uvicorn from believing
+``X-Forwarded-For``, which only ``TRUSTED_PROXIES`` decides, SECURITY.md S9).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from shared.web.access_log import AccessLog
 from shared.web.csrf import CSRFMiddleware
 from shared.web.errors import exception_handlers
 from shared.web.guards import requires_user
+from shared.web.head import HeadAsGet
 from shared.web.headers import security_headers
 from shared.web.health import healthz, readyz
 from shared.web.render import CONTEXT_PROVIDERS, provide_template_context
@@ -78,6 +81,7 @@ class FeatureCLI(CLIPluginProtocol):
     """
 
     def on_cli_init(self, cli: Group) -> None:
+        """Add every feature's commands to ``cli`` and its ``db`` subcommands to one group."""
         db_group = Group("db", help="Database commands: seed, backup, restore, prune …")
         for feature in FEATURES:
             for command in getattr(feature, "cli_commands", ()):
@@ -146,7 +150,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=logging_config(settings.log_format, settings.app_env, settings.log_level),
         debug=False,
     )
-    app.asgi_handler = AccessLog(app.asgi_handler)  # outermost: logs 404s and errors too
+    # Outermost: the access log (404s and errors too); inside it, HEAD answered as GET.
+    app.asgi_handler = AccessLog(HeadAsGet(app.asgi_handler))
     return app
 
 

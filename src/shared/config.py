@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     """Application settings. Every field maps to the upper-case environment variable of its name.
 
     Units are in the field names (``_minutes``, ``_hours``, ``_days``, ``_kib``).
-    Raises ``ValueError`` when ``APP_ENV=production`` and ``SECRET_KEY`` is missing or weak.
+    Raises ``ValueError`` (a pydantic ``ValidationError``) when ``APP_ENV=production`` and
+    ``SECRET_KEY`` is missing or weak, and for invalid values (e.g. ``AUDIT_RETENTION_DAYS`` < 1).
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -70,7 +71,7 @@ class Settings(BaseSettings):
     # and how long ``litestar notifications prune`` keeps them by default.
     notification_poll_seconds: float = 1.0
     notification_retention_days: int = 90
-    # Audit trail (SECURITY.md S52): `litestar audit prune` deletes older events.
+    # Audit trail (SECURITY.md S52): `litestar audit prune` deletes older events; at least 1.
     audit_retention_days: int = 365
 
     # Argon2id (SECURITY.md S1: OWASP baseline m=19 MiB, t=2, p=1; raise, never lower).
@@ -94,6 +95,16 @@ class Settings(BaseSettings):
                 value = [part.strip() for part in text.split(",") if part.strip()]
         for entry in value if isinstance(value, list) else ():
             ipaddress.ip_network(str(entry).strip(), strict=False)  # ValueError: not an IP/CIDR
+        return value
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _positive_retention(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(
+                f"must be a whole number of days, at least 1 (got {value}): "
+                "`litestar audit prune` deletes the audit events older than that"
+            )
         return value
 
     @model_validator(mode="after")
@@ -134,5 +145,18 @@ def _development_secret_key() -> str:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, read from the environment on first use."""
-    return Settings()
+    """Return the process-wide settings, read from the environment on first use.
+
+    Raises ``SystemExit`` with one line per invalid variable (no traceback) when the
+    environment is invalid, so ``make run``, the server and every command stop with a message
+    an operator can act on.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(part) for part in error['loc']).upper() or 'settings'}: "
+            f"{error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        ]
+        raise SystemExit("Invalid configuration:\n" + "\n".join(lines)) from None

@@ -76,6 +76,32 @@ def emit_security_event(
     return event
 
 
+def offline_security_event(
+    name: str,
+    *,
+    user_id: uuid.UUID | None,
+    actor_id: uuid.UUID | None = None,
+    outcome: Literal["success", "failure"] = "success",
+    **details: Any,
+) -> SecurityEvent:
+    """A :class:`SecurityEvent` for work outside a request (the command line, background jobs):
+    no IP address, user agent or request id. The caller says where it came from in
+    ``details`` (e.g. ``via="cli"``) and hands it to the audit trail itself
+    (``features.audit.service.record``): no app is running to emit it to listeners.
+    """
+    return SecurityEvent(
+        name=name,
+        user_id=user_id,
+        actor_id=actor_id,
+        outcome=outcome,
+        ip_address=None,
+        user_agent=None,
+        request_id=None,
+        occurred_at=clock.now(),
+        details=details,
+    )
+
+
 def emit(app: Litestar, event_id: str, *args: Any) -> None:
     """``app.emit(event_id, *args)`` when someone listens; nothing otherwise.
 

@@ -116,6 +116,7 @@ def live_server(
             "--port",
             str(port),
             "--no-access-log",
+            "--no-proxy-headers",  # as `make run`: the app alone reads X-Forwarded-For (S9)
         ],
         cwd=ROOT_DIR,
         env=env,

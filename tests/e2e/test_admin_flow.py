@@ -1,4 +1,4 @@
-"""Issue 6 in a real browser: an administrator (created with the CLI) finds a user and
+"""The admin area in a real browser: an administrator (created with the CLI) finds a user and
 disables them; the user's open browser is signed out on its next click (SECURITY.md S19)."""
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Issue 7 in a real browser: the same user in two browser windows; a notification created
-for that user makes the bell count rise and a toast appear in both, without a reload.
+"""Live notifications in a real browser: the same user in two browser windows; a notification
+created for that user makes the bell count rise and a toast appear in both, without a reload.
 
-Two-factor setup (the issue's trigger) is not on this branch, so the notification is written
-through the notification service on the live server's database file, as any other process
-(another worker, a CLI job) would; delivery still goes through the server's poller and stream.
+The notification is written through the notification service on the live server's database
+file, as any other process (another worker, a CLI job) would; delivery still goes through the
+server's poller and stream.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 5 in a real browser: two browsers of one user; the first ends the other's session
+"""Browser sessions in a real browser: two browsers of one user; the first ends the other's session
 (after confirming the password) and the second is sent to sign in on its next click."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue step 2 in a real browser: register, manage tasks, sign out, sign in with "remember me"."""
+"""Tasks in a real browser: register, manage tasks, sign out, sign in with "remember me"."""
 
 from __future__ import annotations
 

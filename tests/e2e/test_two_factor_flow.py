@@ -1,4 +1,4 @@
-"""Issue 3 in a real browser: enable two-factor authentication with a key read from the page,
+"""Two-factor authentication in a real browser: enable two-factor authentication with a key read from the page,
 sign in with a TOTP code and with a recovery code, see a used recovery code refused, disable."""
 
 from __future__ import annotations

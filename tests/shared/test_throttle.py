@@ -10,19 +10,25 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio
+from sqlalchemy import func, select
 
 from app import create_app
 from shared.clock import FrozenClock, use_clock
 from shared.config import ROOT_DIR
+from shared.database import Database
 from shared.security import throttle
+from shared.security.throttle import throttle_counters as counters
 from shared.web.client import resolve_client_ip
+from tests.accounts import create_account
 from tests.conftest import SECRET_KEY, make_browser, running
 from tests.support import DEFAULT_PASSWORD, csrf, login, post_form, register
 
@@ -65,20 +71,67 @@ async def test_s9_account_backoff_grows_with_consecutive_failures_and_resets_on_
         state = app.state
         clock = FrozenClock()
         with use_clock(clock):
-            for n in range(1, 5):
+            for n in range(1, 6):  # five free failures
+                assert await throttle.backoff_acquire(state, "login_account", "ann") is None
                 assert await throttle.backoff_fail(state, "login_account", "ann") == n
-                assert await throttle.backoff_check(state, "login_account", "ann") is None
             waits = []
             for _ in range(4):
-                await throttle.backoff_fail(state, "login_account", "ann")
                 waits.append(await throttle.backoff_check(state, "login_account", "ann"))
+                clock.advance(seconds=waits[-1])
+                assert await throttle.backoff_acquire(state, "login_account", "ann") is None
+                await throttle.backoff_fail(state, "login_account", "ann")
             assert waits == [1, 2, 4, 8]
-            clock.advance(seconds=8)
-            assert await throttle.backoff_check(state, "login_account", "ann") is None
+            assert await throttle.backoff_acquire(state, "login_account", "ann") == 16
+            clock.advance(seconds=16)
             await throttle.backoff_reset(state, "login_account", "ann")
-            await throttle.backoff_fail(state, "login_account", "ann")
+            assert await throttle.backoff_acquire(state, "login_account", "ann") is None
+            assert await throttle.backoff_fail(state, "login_account", "ann") == 1
             assert await throttle.backoff_check(state, "login_account", "ann") is None
     assert throttle.backoff_delay(100) == throttle.BACKOFF_CAP  # capped, never permanent
+
+
+async def test_s9_backoff_lets_exactly_one_of_concurrent_attempts_through_per_wait(app):
+    async with running(app):
+        state = app.state
+        with use_clock(FrozenClock()):
+            for _ in range(5):
+                await throttle.backoff_acquire(state, "login_account", "ann")
+            # Five failures are in flight or done: of 20 racers exactly one takes the slot.
+            results = await asyncio.gather(
+                *(throttle.backoff_acquire(state, "login_account", "ann") for _ in range(20))
+            )
+            assert results.count(None) == 1
+            assert all(r is not None and r >= 1 for r in results if r is not None)
+
+
+async def test_s9_concurrent_wrong_passwords_for_one_email_and_ip_get_exactly_the_budget(app):
+    async with running(app), make_browser(app) as browser:
+        await create_account(app.state.db, "ann@example.com")
+        token = await csrf(browser, "/login")
+        data = {"email": "ann@example.com", "password": WRONG, "_csrf_token": token}
+        with use_clock(FrozenClock()):
+            responses = await asyncio.gather(
+                *(browser.post("/login", data=data) for _ in range(20))
+            )
+            statuses = sorted(r.status_code for r in responses)
+            assert statuses == [422] * 5 + [429] * 15
+            assert all(r.headers["retry-after"] == "60" for r in responses if r.status_code == 429)
+            # The budget is spent: even the right password waits.
+            assert (await login(browser, "ann@example.com")).status_code == 429
+
+
+async def test_s9_concurrent_wrong_confirmations_get_exactly_the_budget(client, app):
+    await create_account(app.state.db, "ann@example.com")
+    assert (await login(client, "ann@example.com")).status_code == 303
+    token = await csrf(client, "/confirm-password")
+    data = {"password": WRONG, "next": "/settings", "_csrf_token": token}
+    with use_clock(FrozenClock()):
+        responses = await asyncio.gather(
+            *(client.post("/confirm-password", data=data) for _ in range(20))
+        )
+        assert sorted(r.status_code for r in responses) == [422] * 5 + [429] * 15
+        right = await post_form(client, "/confirm-password", {"password": DEFAULT_PASSWORD})
+        assert right.status_code == 429
 
 
 async def test_s9_account_backoff_holds_across_client_ips(client, app):
@@ -183,7 +236,7 @@ def two_servers(sqlite_template: Path, tmp_path: Path) -> Iterator[list[str]]:
                 [
                     *(sys.executable, "-m", "uvicorn", "app:create_app", "--factory"),
                     *("--app-dir", "src", "--host", "127.0.0.1", "--port", str(port)),
-                    "--no-access-log",
+                    *("--no-access-log", "--no-proxy-headers"),
                 ],
                 cwd=ROOT_DIR,
                 env=env,
@@ -238,6 +291,26 @@ async def test_s9_counters_hold_across_two_server_processes(two_servers):
             assert 1 <= int(response.headers["retry-after"]) <= 60
 
 
+async def test_s9_concurrent_wrong_passwords_over_two_processes_get_exactly_the_budget(
+    two_servers, tmp_path
+):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite'}")
+    try:
+        await create_account(db, "ann@example.com")
+    finally:
+        await db.dispose()
+    first, second = two_servers
+    async with httpx.AsyncClient(base_url=first) as a, httpx.AsyncClient(base_url=second) as b:
+        tokens = {a: await csrf(a, "/login"), b: await csrf(b, "/login")}
+
+        def post(browser: httpx.AsyncClient) -> Any:
+            data = {"email": "ann@example.com", "password": WRONG, "_csrf_token": tokens[browser]}
+            return browser.post("/login", data=data)
+
+        responses = await asyncio.gather(*(post(a if n % 2 else b) for n in range(20)))
+    assert sorted(r.status_code for r in responses) == [422] * 5 + [429] * 15
+
+
 # ---- the Redis store ----
 
 
@@ -263,9 +336,14 @@ async def test_s9_redis_store_counts_and_expires_like_the_database_store():
         assert await throttle.check(state, "login", "bob|10.0.0.1") is None
         await throttle.reset(state, "login", "ann|10.0.0.1")
         assert await throttle.check(state, "login", "ann|10.0.0.1") is None
-        for _ in range(6):
+        for _ in range(5):
+            assert await throttle.backoff_acquire(state, "login_account", "ann") is None
             await throttle.backoff_fail(state, "login_account", "ann")
-        assert 1 <= await throttle.backoff_check(state, "login_account", "ann") <= 2
+        assert await throttle.backoff_check(state, "login_account", "ann") == 1
+        racers = [throttle.backoff_acquire(state, "login_account", "bob") for _ in range(20)]
+        for _ in range(5):
+            await throttle.backoff_acquire(state, "login_account", "bob")
+        assert (await asyncio.gather(*racers)).count(None) == 1  # one slot, atomically
         await throttle.backoff_reset(state, "login_account", "ann")
         assert await throttle.backoff_check(state, "login_account", "ann") is None
         bucket = await store.hit("short", 1, throttle.clock.now())
@@ -315,3 +393,45 @@ async def test_expired_throttle_counters_are_pruned(app):
             clock.advance(seconds=61)
             assert await throttle.prune(app.state) == 1
             assert await throttle.check(app.state, "login", "b", limit=1) is not None
+
+
+@pytest.mark.skipif(not _redis_answers(), reason="no Redis on 127.0.0.1:6379")
+async def test_s9_sign_in_budget_holds_through_the_app_with_redis_url(settings):
+    settings.redis_url = "redis://127.0.0.1:6379/0"
+    app = create_app(settings)
+    run = uuid.uuid4().hex[:12]  # this run's own accounts, so its own counter keys
+    emails = [f"ann-{run}@example.com", f"bob-{run}@example.com"]
+    async with running(app), make_browser(app) as browser:
+        store = throttle.store_for(app.state)
+        assert isinstance(store, throttle.RedisThrottleStore)
+        try:
+            for email in emails:
+                await create_account(app.state.db, email)
+            with use_clock(FrozenClock()):
+                for _ in range(5):
+                    assert (await login(browser, emails[0], WRONG)).status_code == 422
+                refused = await login(browser, emails[0])  # even the right password
+                assert refused.status_code == 429
+                assert 1 <= int(refused.headers["retry-after"]) <= 60
+                token = await csrf(browser, "/login")
+                data = {"email": emails[1], "password": WRONG, "_csrf_token": token}
+                responses = await asyncio.gather(
+                    *(browser.post("/login", data=data) for _ in range(20))
+                )
+                assert sorted(r.status_code for r in responses) == [422] * 5 + [429] * 15
+            key = throttle._key("w", "login", f"{emails[0]}|127.0.0.1")
+            assert int(await store.redis.get(store.prefix + key)) == 6  # counted in Redis …
+            async with app.state.db.reader() as session:  # … and not in the database
+                assert await session.scalar(select(func.count()).select_from(counters)) == 0
+        finally:
+            names = [
+                throttle._key(kind, name, key)
+                for email in emails
+                for kind, name, key in (
+                    ("w", "login", f"{email}|127.0.0.1"),
+                    ("b", "login_account", email),
+                    ("l", "login_account", email),
+                )
+            ]
+            await store.redis.delete(*(store.prefix + n for n in names))
+            await store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -10,7 +11,9 @@ from sqlalchemy import func, select
 
 from app import create_app
 from features.tasks.models import Task
-from tests.support import csrf, register
+from tests.accounts import create_account
+from tests.features.audit.helpers import names, wait_for_events
+from tests.support import csrf, login, register
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -19,33 +22,44 @@ def concrete_path(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "00000000-0000-7000-8000-000000000000", path)
 
 
+CSRF_REFUSED = "The form has expired or was not sent from this site. Please try again."
+
+
 async def test_s21_every_unsafe_route_rejects_missing_or_wrong_csrf_token(client, app):
-    await register(client, "ann@example.com")
+    # As an administrator, so no role guard can answer 403 in CSRF's place.
+    admin = await create_account(app.state.db, "root@example.com", admin=True)
+    assert (await login(client, "root@example.com")).status_code == 303
     await client.post(
         "/tasks", data={"title": "keep me", "_csrf_token": await csrf(client, "/tasks")}
     )
+    known = {"user_id": str(admin)}  # a real target, so a handler would have work to do
+    before = await _row_counts(app)
     checked = []
     for route in app.routes:
         for method in sorted(getattr(route, "methods", set()) & UNSAFE):
-            path = concrete_path(route.path)
+            path = re.sub(
+                r"\{([^}:]+)[^}]*\}",
+                lambda m: known.get(m.group(1), "00000000-0000-7000-8000-000000000000"),
+                route.path,
+            )
             for data in ({}, {"_csrf_token": "forged"}):
                 response = await client.request(
-                    method, path, data={**data, "title": "x", "status": "completed"}
+                    method, path, data={**data, "title": "x", "status": "completed", "role": "user"}
                 )
                 assert response.status_code == 403, (method, route.path, data)
+                assert CSRF_REFUSED in response.text, (method, route.path, data)
             header = await client.request(method, path, headers={"X-CSRF-Token": "forged"})
-            assert header.status_code == 403, (method, route.path)
+            assert header.status_code == 403 and CSRF_REFUSED in header.text, (method, path)
             checked.append((method, route.path))
-    assert (
-        ("POST", "/tasks") in checked
-        and ("POST", "/logout") in checked
-        and ("POST", "/login") in checked
+    assert {("POST", "/tasks"), ("POST", "/logout"), ("POST", "/login")} <= set(checked)
+    assert ("POST", "/admin/users/{user_id:str}/role") in checked
+    rows = await wait_for_events(
+        app, lambda r: names(r).count("malicious_csrf") == 3 * len(checked)
     )
-    async with app.state.db.reader() as session:
-        assert await session.scalar(select(func.count()).select_from(Task)) == 1
-    assert (
-        await client.get("/dashboard")
-    ).status_code == 200  # still signed in: logout was refused
+    assert "authz_fail" not in names(rows)  # every refusal was CSRF's
+    assert await _row_counts(app) == {**before, "audit_events": len(rows)}  # nothing else
+    assert (await client.get("/dashboard")).status_code == 200  # logout was refused too
+    assert (await client.get(f"/admin/users/{admin}")).status_code == 200  # still an admin
 
 
 async def test_s21_guest_forms_need_the_token_of_their_own_cookie(client, other_client):
@@ -196,3 +210,69 @@ async def test_signed_in_visitors_skip_guest_pages(client, path):
     await register(client, "ann@example.com")
     response = await client.get(path)
     assert response.status_code == 303 and response.headers["location"] == "/dashboard"
+
+
+async def test_s24_head_answers_like_get_on_every_get_route_with_no_body(client, app):
+    admin = await create_account(app.state.db, "root@example.com", admin=True)
+    assert (await login(client, "root@example.com")).status_code == 303
+    token = await csrf(client, "/tasks")
+    await client.post("/tasks", data={"title": "keep me", "_csrf_token": token})
+    async with app.state.db.reader() as session:
+        task_id = await session.scalar(select(Task.id))
+    known = {"task_id": str(task_id), "user_id": str(admin), "file_path": "app.css"}
+
+    def fill(path: str) -> str:
+        return re.sub(
+            r"\{([^}:]+)[^}]*\}",
+            lambda m: known.get(m.group(1), "00000000-0000-7000-8000-000000000000"),
+            path,
+        )
+
+    before = await _row_counts(app)
+    checked, refused = [], []
+    for route in app.routes:
+        path = fill(route.path)
+        if "GET" not in route.methods:
+            head = await client.head(path)
+            assert head.status_code == 405 and head.content == b"", route.path
+            refused.append(route.path)
+            continue
+        head = await asyncio.wait_for(client.head(path), timeout=10)
+        assert head.content == b"", route.path
+        if _streams(route):  # a GET would never end: HEAD returns the headers at once
+            assert head.status_code == 200, route.path
+            assert head.headers["content-type"].startswith("text/event-stream")
+            continue
+        got = await client.get(path)
+        assert head.status_code == got.status_code, route.path
+        for name in ("content-type", "location", "cache-control", "content-security-policy"):
+            if name != "content-security-policy":  # the CSP carries a per-request nonce
+                assert head.headers.get(name) == got.headers.get(name), (route.path, name)
+            else:
+                assert (name in head.headers) == (name in got.headers), route.path
+        checked.append((route.path, head.status_code))
+    assert ("/login", 303) in checked and ("/dashboard", 200) in checked
+    assert ("/admin/users/{user_id:str}", 200) in checked and ("/healthz", 200) in checked
+    assert "/logout" in refused and "/tasks/{task_id:str}/delete" in refused
+    assert await _row_counts(app) == before  # HEAD changed nothing (S24)
+    assert (await client.get("/dashboard")).status_code == 200  # still signed in
+    unused = await client.request("PUT", "/dashboard")
+    assert unused.status_code == 405
+
+
+def _streams(route) -> bool:
+    return any(
+        "ServerSentEvent" in str(h.parsed_fn_signature.return_type.annotation)
+        for h in route.route_handlers
+        if "GET" in h.http_methods
+    )
+
+
+async def _row_counts(app) -> dict[str, int]:
+    from models import metadata
+
+    async with app.state.db.reader() as session:
+        return {
+            name: await session.scalar(select(func.count()).select_from(table))
+            for name, table in metadata.tables.items()
+        }

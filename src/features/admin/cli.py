@@ -4,6 +4,9 @@ Commands open their own :class:`shared.database.Database` inside ``asyncio.run``
 of it. Passwords come from a hidden prompt or the first line of stdin, never from an argument
 (arguments end up in shell history and the process list).
 
+``users set-role``, ``disable`` and ``enable`` write the same audit events as the admin area
+(actor: none; ``via: cli`` in the details).
+
 Exit codes: 0 done, 1 unexpected error, 2 invalid input, 3 email taken, 4 no such user,
 5 refused (last admin, production).
 """
@@ -24,7 +27,9 @@ import click
 from sqlalchemy.engine import make_url
 
 from features.admin.service import AdminService, LastAdmin, UserNotFound
+from features.audit import service as audit_service
 from features.core.auth.service import password_error
+from features.notifications.service import NotificationService, NotificationType
 from features.tasks.service import TaskService, TaskStatus
 from features.users.service import (
     EmailTaken,
@@ -37,6 +42,7 @@ from features.users.service import (
 )
 from shared.config import ROOT_DIR, Settings, get_settings
 from shared.database import Database
+from shared.events import SecurityEvent, offline_security_event
 from shared.security.passwords import Passwords
 
 T = TypeVar("T")
@@ -68,6 +74,33 @@ DEMO_TASKS = (
     "Water the office plants",
 )
 SEED_BATCH = 50
+
+
+def demo_notifications(app_name: str) -> list[tuple[NotificationType, str, str, str | None, bool]]:
+    """What every new demo account finds under its bell: one read, two unread."""
+    return [
+        (
+            NotificationType.INFO,
+            f"Welcome to {app_name}",
+            "This is a demo account. Its tasks and notifications are made up.",
+            "/dashboard",
+            True,
+        ),
+        (
+            NotificationType.SUCCESS,
+            "Demo tasks ready",
+            "Four tasks are waiting for you, two of them already completed.",
+            "/tasks",
+            False,
+        ),
+        (
+            NotificationType.WARNING,
+            "Protect your account",
+            "Turn on two-factor authentication in Settings → Security.",
+            "/settings/security",
+            False,
+        ),
+    ]
 
 
 class CLIError(click.ClickException):
@@ -177,11 +210,23 @@ async def _user_by_email(db: Database, email: str) -> User:
     return user
 
 
-def _admin_action(email: str, action: Callable[[AdminService, User], Awaitable[T]]) -> T:
+def _admin_action(
+    email: str,
+    action: Callable[[AdminService, User], Awaitable[T]],
+    audit: Callable[[User, T], SecurityEvent | None],
+) -> T:
+    """Run ``action`` on the account ``email``, then write the audit event ``audit`` makes of
+    its result (``None``: nothing changed, nothing to record). The actor is nobody: the
+    event's details say ``via: cli`` (SECURITY.md S52, admin actions)."""
+
     async def work(db: Database, settings: Settings) -> T:
         user = await _user_by_email(db, email)
         async with db.writer() as session:
-            return await action(AdminService(session, settings), user)
+            result = await action(AdminService(session, settings), user)
+        event = audit(user, result)
+        if event is not None:
+            await audit_service.record(db, event)
+        return result
 
     try:
         return _run(work)
@@ -199,7 +244,15 @@ def _admin_action(email: str, action: Callable[[AdminService, User], Awaitable[T
 @click.argument("role", type=click.Choice([r.value for r in Role]))
 def set_role(email: str, role: str) -> None:
     """Give the account EMAIL the ROLE (user or admin); applies on its next request."""
-    old = _admin_action(email, lambda svc, u: svc.change_role(None, u.id, Role(role)))
+
+    def audit(user: User, old: Role) -> SecurityEvent | None:
+        if old.value == role:
+            return None
+        return offline_security_event(
+            "authz_role_change", user_id=user.id, old=old.value, new=role, via="cli"
+        )
+
+    old = _admin_action(email, lambda svc, u: svc.change_role(None, u.id, Role(role)), audit)
     if old.value == role:
         click.echo(f"{email} already has the role {role}.")
     else:
@@ -210,7 +263,15 @@ def set_role(email: str, role: str) -> None:
 @click.argument("email")
 def disable_user(email: str) -> None:
     """Disable the account EMAIL: it cannot sign in and every session ends now."""
-    ended = _admin_action(email, lambda svc, u: svc.disable(None, u.id))
+
+    def audit(user: User, ended: int | None) -> SecurityEvent | None:
+        if ended is None:
+            return None
+        return offline_security_event(
+            "user_disabled", user_id=user.id, sessions_ended=ended, via="cli"
+        )
+
+    ended = _admin_action(email, lambda svc, u: svc.disable(None, u.id), audit)
     if ended is None:
         click.echo(f"{email} is already disabled.")
     else:
@@ -221,7 +282,13 @@ def disable_user(email: str) -> None:
 @click.argument("email")
 def enable_user(email: str) -> None:
     """Let the disabled account EMAIL sign in again."""
-    changed = _admin_action(email, lambda svc, u: svc.enable(u.id))
+
+    def audit(user: User, changed: bool) -> SecurityEvent | None:
+        return (
+            offline_security_event("user_enabled", user_id=user.id, via="cli") if changed else None
+        )
+
+    changed = _admin_action(email, lambda svc, u: svc.enable(u.id), audit)
     click.echo(f"Enabled {email}." if changed else f"{email} is already active.")
 
 
@@ -262,12 +329,14 @@ class Seeded:
 
     users: int = 0
     tasks: int = 0
+    notifications: int = 0
     admin_password: str | None = None
     demo_password: str | None = None
 
 
 async def seed(db: Database, settings: Settings, count: int) -> Seeded:
-    """Create the demo admin and ``count`` demo users with tasks; existing ones are kept.
+    """Create the demo admin and ``count`` demo users with tasks and notifications; existing
+    accounts are kept as they are.
 
     Idempotent: a second run with the same ``count`` creates nothing. The admin's random
     password is returned (to be printed) only when the admin is created.
@@ -285,6 +354,9 @@ async def seed(db: Database, settings: Settings, count: int) -> Seeded:
                 role=Role.ADMIN,
             )
             await users.mark_email_verified(admin.id)
+            made.notifications += await NotificationService(session).add_demo(
+                admin.id, demo_notifications(settings.app_name)
+            )
             made.admin_password = password
             made.users = 1
     demo_password = secrets.token_urlsafe(12)
@@ -295,6 +367,7 @@ async def seed(db: Database, settings: Settings, count: int) -> Seeded:
             numbers = range(start, min(start + SEED_BATCH, count + 1))
             async with db.write() as session:
                 users, tasks = UserService(session), TaskService(session)
+                notifications = NotificationService(session)
                 for n in numbers:
                     email = f"demo{n}@example.com"
                     if await users.by_email(email) is None:
@@ -314,6 +387,9 @@ async def seed(db: Database, settings: Settings, count: int) -> Seeded:
                             for i in range(4)
                         ]
                         made.tasks += await tasks.add_demo(user.id, items)
+                        made.notifications += await notifications.add_demo(
+                            user.id, demo_notifications(settings.app_name)
+                        )
                         made.users += 1
                     bar.update(1)
     if demo_hash is not None:
@@ -322,7 +398,10 @@ async def seed(db: Database, settings: Settings, count: int) -> Seeded:
 
 
 def _report_seed(made: Seeded) -> None:
-    click.echo(f"Seeded {made.users} user(s) and {made.tasks} task(s).")
+    click.echo(
+        f"Seeded {made.users} user(s), {made.tasks} task(s) "
+        f"and {made.notifications} notification(s)."
+    )
     if made.admin_password:
         click.echo(
             f"Admin: {DEMO_ADMIN_EMAIL} / {made.admin_password} "
@@ -344,7 +423,8 @@ def _report_seed(made: Seeded) -> None:
     help="How many demo users (demo1@example.com …) to have.",
 )
 def db_seed(count: int) -> None:
-    """Add demo data: an admin, COUNT users with tasks in both states. Safe to run again."""
+    """Add demo data: an admin, COUNT users with tasks in both states and notifications (read
+    and unread). Safe to run again."""
     _refuse_in_production(_settings(), "seed demo data")
     _report_seed(_run(lambda db, settings: seed(db, settings, count)))
 

@@ -31,6 +31,7 @@ from features.admin.schemas import (
     parse_user_query,
 )
 from features.admin.service import AdminService, LastAdmin, SelfChange, UserNotFound
+from features.audit import service as audit_service
 from features.core.auth.service import send_password_reset
 from shared.database.repository import PageOutOfRange
 from shared.events import emit_security_event
@@ -41,6 +42,7 @@ from shared.web.render import page, redirect
 NOT_FOUND = "That user does not exist."
 LAST_ADMIN = "This is the last active administrator: promote someone else first."
 SELF_CHANGE = "You cannot disable or demote your own account. Ask another administrator."
+RECENT_EVENTS = 20  # audit events about the account on its page
 
 
 def _service(db_session: AsyncSession, state: State) -> AdminService:
@@ -90,9 +92,9 @@ class AdminController(Controller):
             "error": error,
             "errors": errors or {},
             "is_self": detail.user.id == request.user.id,
-            # Recent audit events: filled in by the audit feature (issue 5) through its
-            # service, e.g. ``AuditService(db_session).recent_for_user(user_id, 10)``.
-            "audit_events": None,
+            "audit_events": await audit_service.recent_for_user(
+                request.app.state.db, user_id, RECENT_EVENTS
+            ),
         }
         return page(request, "admin/user.html", context, status_code=status_code)
 
@@ -140,7 +142,8 @@ class AdminController(Controller):
         state: State,
         user_id: FromPath[str],
     ) -> Template:
-        """One account: profile, status, role, verification, 2FA, dates, live sessions."""
+        """One account: profile, status, role, verification, 2FA, dates, live sessions and the
+        newest audit events about it."""
         return await self._user_page(request, _service(db_session, state), _user_id(user_id))
 
     @post("/users/{user_id:str}/role", name="admin.user_role")

@@ -51,6 +51,8 @@ class UserQuery:
 
     @property
     def is_filtered(self) -> bool:
+        """True when search text or any filter differs from its default (sort and page do not
+        count)."""
         return any(
             getattr(self, k) != DEFAULTS[k]
             for k in ("q", "role", "status", "verified", "two_factor")

@@ -43,10 +43,12 @@ class Overview:
 
     @property
     def verified_share(self) -> int:
+        """Accounts with a verified email, in whole percent of all accounts."""
         return share(self.users.verified, self.users.total)
 
     @property
     def two_factor_share(self) -> int:
+        """Accounts with two-factor authentication on, in whole percent of all accounts."""
         return share(self.users.two_factor, self.users.total)
 
 

@@ -56,6 +56,7 @@ def spool_dir(settings: Settings) -> anyio.Path:
 
 
 def too_large_message(limit: int) -> str:
+    """The message for a file over ``limit`` bytes (shown with the 413 answer, S41)."""
     return f"The file is larger than the {format_bytes(limit)} limit."
 
 

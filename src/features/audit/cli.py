@@ -27,6 +27,16 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
+def describe_duration(age: timedelta) -> str:
+    """``age`` in the largest whole unit: ``"365 day(s)"``, ``"12 hour(s)"``, ``"90 minute(s)"``."""
+    minutes = int(age.total_seconds() // 60)
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)} day(s)"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} hour(s)"
+    return f"{minutes} minute(s)"
+
+
 @click.group("audit", help="The security audit trail.")
 def audit_group() -> None:
     """``litestar audit …``."""
@@ -54,4 +64,4 @@ def prune_command(older_than: str | None) -> None:
             await db.dispose()
 
     deleted = asyncio.run(main())
-    click.echo(f"Deleted {deleted} audit event(s) older than {age.days} day(s).")
+    click.echo(f"Deleted {deleted} audit event(s) older than {describe_duration(age)}.")

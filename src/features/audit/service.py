@@ -2,7 +2,8 @@
 
 Every :data:`shared.events.SECURITY_EVENT` becomes one ``audit_events`` row, written by
 :func:`record_security_event` after the response (Litestar's event emitter). Other features
-read a user's trail through :func:`recent_for_user` and ask :func:`is_new_device`.
+read a user's trail through :func:`recent_for_user` and ask :func:`is_new_device`; code
+without a running app (the command line) writes an event with :func:`record`.
 """
 
 from __future__ import annotations
@@ -122,3 +123,10 @@ async def prune(db: Database, older_than: timedelta, now: datetime | None = None
     cutoff = (now or clock.now()) - older_than
     async with db.write() as session:
         return await AuditRepository(session).delete_older_than(cutoff)
+
+
+async def record(db: Database, event: SecurityEvent) -> None:
+    """Write ``event`` to ``audit_events`` now, in its own transaction, for code that runs
+    without the app's event listeners (the command line). Errors propagate to the caller."""
+    async with db.write() as session:
+        session.add(row_for(event))

@@ -73,6 +73,8 @@ class LiveNotification:
         )
 
     def as_json(self) -> dict[str, Any]:
+        """The event's ``data`` for the browser: id, type, title, message, link, ``created_at``
+        (ISO 8601 UTC with ``Z``) and ``unread``."""
         return {
             "id": str(self.id),
             "type": self.type,
@@ -126,6 +128,7 @@ class Hub:
 
     @property
     def subscriber_count(self) -> int:
+        """How many streams (open tabs) this process serves now."""
         return sum(len(queues) for queues in self.subscribers.values())
 
     def start(self) -> None:

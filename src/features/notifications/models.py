@@ -19,7 +19,7 @@ LINK_MAX = 500
 
 
 class NotificationType(enum.StrEnum):
-    """How the notification is shown (colour and icon): the seed's four kinds."""
+    """How the notification is shown (colour and icon): info, success, warning or error."""
 
     INFO = "info"
     SUCCESS = "success"
@@ -65,4 +65,5 @@ class Notification(UUIDPrimaryKeyMixin, Base):
 
     @property
     def is_read(self) -> bool:
+        """True once the owner marked it read (``read_at`` is set)."""
         return self.read_at is not None

@@ -1,4 +1,6 @@
-"""Security events that tell a user something about their own account become notifications.
+"""Security events that tell a user something about their own account become notifications
+(new-device sign-ins, password/email changes, two-factor changes, recovery codes, a sign-in
+stopped after too many wrong two-factor codes (SECURITY.md S29), role changes).
 
 The features that emit these events (login, password, email, two-factor, admin) do not know
 this module exists (``shared.events``). Each listener runs after the response is sent.
@@ -23,14 +25,23 @@ logger = logging.getLogger(__name__)
 SECURITY_LINK = "/settings"
 
 
+def _succeeded(event: SecurityEvent) -> bool:
+    return event.outcome == "success"
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
-    """How one event reads as a notification; ``message`` formats the event's details."""
+    """How one event reads as a notification; ``message`` formats the event's details.
+
+    ``when`` decides from the event whether it becomes a notification at all (default: only
+    successful events).
+    """
 
     type: NotificationType
     title: str
     message: Callable[[dict[str, Any]], str]
     link: str | None = SECURITY_LINK
+    when: Callable[[SecurityEvent], bool] = _succeeded
 
 
 def _new_device(details: dict[str, Any]) -> str:
@@ -41,6 +52,12 @@ def _new_device(details: dict[str, Any]) -> str:
         f"Someone signed in to your account from {browser} on {os_name} ({ip}). "
         "If this was not you, change your password now."
     )
+
+
+def _two_factor_lock(event: SecurityEvent) -> bool:
+    """Only the first pending login a failure streak ends: not a plain sign-in throttle (429),
+    which emits the same event name with a ``context`` instead of this ``reason``."""
+    return event.details.get("reason") == "two_factor_failures" and bool(event.details.get("first"))
 
 
 def _remaining(details: dict[str, Any]) -> str:
@@ -93,6 +110,24 @@ TEMPLATES: dict[str, Template] = {
         "Recovery code used",
         lambda d: "A recovery code was used to sign in." + _remaining(d),
     ),
+    "authn_mfa_recovery_regenerated": Template(
+        NotificationType.INFO,
+        "New recovery codes",
+        lambda _: (
+            "New recovery codes were created for your account; the old ones no longer work. "
+            "If this was not you, change your password now."
+        ),
+    ),
+    "authn_login_lock": Template(
+        NotificationType.WARNING,
+        "Sign-in blocked after wrong codes",
+        lambda d: (
+            f"Someone entered your password, then {d.get('failures', 'too many')} wrong "
+            "two-factor codes in a row, so that sign-in was stopped. "
+            "If this was not you, change your password now."
+        ),
+        when=_two_factor_lock,
+    ),
     "authz_role_change": Template(
         NotificationType.INFO,
         "Your role changed",
@@ -106,12 +141,13 @@ TEMPLATES: dict[str, Template] = {
 
 @listener(SECURITY_EVENT)
 async def notify_on_security_event(event: SecurityEvent, state: State) -> None:
-    """Store a notification for ``event.user_id`` when ``event.name`` is in :data:`TEMPLATES`.
+    """Store a notification for ``event.user_id`` when ``event.name`` is in :data:`TEMPLATES`
+    and the template's ``when`` accepts the event.
 
     Failures are logged, never raised: the action that emitted the event has already succeeded.
     """
     template = TEMPLATES.get(event.name)
-    if template is None or event.user_id is None or event.outcome != "success":
+    if template is None or event.user_id is None or not template.when(event):
         return
     try:
         await notify_user(

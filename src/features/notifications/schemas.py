@@ -26,6 +26,7 @@ class NotificationQuery:
 
     @property
     def unread_only(self) -> bool:
+        """True for the ``unread`` filter."""
         return self.filter == "unread"
 
     def url(self, **changes: object) -> str:

@@ -100,6 +100,28 @@ class NotificationService:
         await self.session.commit()
         return notification
 
+    async def add_demo(
+        self, user_id: uuid.UUID, items: list[tuple[NotificationType, str, str, str | None, bool]]
+    ) -> int:
+        """Add demo notifications ``(type, title, message, link, read)`` for ``user_id``
+        (flushed, not committed: the caller's transaction, e.g. ``litestar db seed``, decides);
+        returns how many."""
+        now = clock.now()
+        self.session.add_all(
+            Notification(
+                user_id=user_id,
+                type=type_,
+                title=_clean_text(title, TITLE_MAX),
+                message=_clean_text(message, MESSAGE_MAX),
+                link=_clean_link(link),
+                data={"demo": True},
+                read_at=now if read else None,
+            )
+            for type_, title, message, link, read in items
+        )
+        await self.session.flush()
+        return len(items)
+
     async def bell(self, user_id: uuid.UUID, limit: int = BELL_SIZE) -> Bell:
         """Unread count and the ``limit`` newest notifications, in one query."""
         return await self.notifications.bell(user_id, limit)

@@ -132,8 +132,10 @@ class SessionRepository(Repository[BrowserSession]):
 
 
 def _live(now: datetime, idle_cutoff: datetime, remember_cutoff: datetime) -> Any:
-    """Rows not past their absolute expiry nor idle too long, of enabled users (S14, S15, S19)."""
+    """Signed-in rows not past their absolute expiry nor idle too long, of enabled users
+    (S14, S15, S19). A pending two-factor login is no session yet (S12): left out."""
     return and_(
+        _s.c.pending_2fa_until.is_(None),
         _s.c.expires_at >= now,
         or_(
             and_(_s.c.remember.is_(False), _s.c.last_activity >= idle_cutoff),

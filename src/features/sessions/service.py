@@ -54,6 +54,8 @@ class CurrentUser:
 
     @property
     def is_admin(self) -> bool:
+        """True when the role is ``admin`` (read with the session, so a role change applies on
+        the next request, S19)."""
         return self.role == "admin"
 
 

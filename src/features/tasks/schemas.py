@@ -43,6 +43,8 @@ class TaskQuery:
 
     @property
     def status_filter(self) -> TaskStatus | None:
+        """The status to filter on, or ``None`` for ``all``. ``status`` was validated against
+        ``STATUS_FILTERS`` by :func:`parse_query`, so this raises nothing."""
         return None if self.status == "all" else TaskStatus(self.status)
 
 

@@ -1,4 +1,5 @@
-"""The ``users`` table (columns as in the seed schema, reference/seed-002-velist-database.md)."""
+"""The ``users`` table: name, normalised email, password hash, role, status, email
+verification, two-factor state and avatar."""
 
 from __future__ import annotations
 

@@ -38,14 +38,17 @@ class Page(Generic[T]):
 
     @property
     def pages(self) -> int:
+        """How many pages there are: at least 1, even with no rows (an empty first page)."""
         return max(1, math.ceil(self.total / self.per_page))
 
     @property
     def has_previous(self) -> bool:
+        """True unless this is page 1."""
         return self.page > 1
 
     @property
     def has_next(self) -> bool:
+        """True while a later page exists (``page < pages``)."""
         return self.page < self.pages
 
 

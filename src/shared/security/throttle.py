@@ -10,20 +10,23 @@ Two mechanisms, both keyed by a *budget name* (``"login"``, ``"confirm_password"
 
 API for handlers (all take the app's ``state``; times are whole seconds)::
 
-    retry = await throttle.check(state, "login", key)   # refused already? (counts nothing)
-    retry = await throttle.hit(state, "login", key)     # count one attempt
+    retry = await throttle.hit(state, "login", key)     # count this attempt, refuse if over
     await throttle.reset(state, "login", key)           # forget the key (e.g. on success)
-    retry = await throttle.backoff_check(state, "login_account", key)
-    await throttle.backoff_fail(state, "login_account", key)
-    await throttle.backoff_reset(state, "login_account", key)
+    retry = await throttle.check(state, "login", key)   # would the next attempt be refused?
+    retry = await throttle.backoff_acquire(state, "login_account", key)  # before the work
+    streak = await throttle.backoff_fail(state, "login_account", key)    # after a failure
+    await throttle.backoff_reset(state, "login_account", key)            # after a success
 
-``check``/``hit``/``backoff_check`` return ``None`` when the attempt may proceed, otherwise the
-number of seconds to wait (≥ 1, for a ``Retry-After`` header). ``hit`` returns a wait when this
-very attempt is over the budget (the ``limit + 1``-th within the window). Use ``check`` before
-the expensive work (the password verify) and ``hit`` on failure, so that ``limit`` failures
-pass and the next attempt is refused (429). Keys should be normalised by the caller (e.g.
-lower-cased email + client IP); they are stored as SHA-256 digests, so no email or IP lands in
-the counter store.
+``hit``/``check``/``backoff_acquire`` return ``None`` when the attempt may proceed, otherwise
+the number of seconds to wait (≥ 1, for a ``Retry-After`` header).
+
+Count *before* the expensive work (the Argon2 verify, the code check), never after it: ``hit``
+and ``backoff_acquire`` are single atomic operations on the store, so of any number of
+concurrent attempts exactly ``limit`` per window get through and the rest are refused (429),
+whereas "check, then verify, then count the failure" lets a burst of concurrent requests
+all pass the check before any failure is counted. A success then calls ``reset`` /
+``backoff_reset``. Keys should be normalised by the caller (e.g. lower-cased email + client
+IP); they are stored as SHA-256 digests, so no email or IP lands in the counter store.
 
 Counters live in the database (``throttle_counters``, one conditional UPSERT per attempt:
 ``INSERT … ON CONFLICT (key) DO UPDATE`` on SQLite and PostgreSQL), or in Redis when
@@ -61,16 +64,18 @@ class Budget:
     window: int
 
 
+BACKOFF_FREE = 5  # consecutive failures before the back-off starts
+BACKOFF_CAP = 15 * 60  # seconds
+BACKOFF_MEMORY = 24 * 3600  # a failure streak is forgotten after a day
+
 BUDGETS: dict[str, Budget] = {
     "login": Budget(5, 60),  # per (normalised email, client IP), S9
     "confirm_password": Budget(5, 60),  # per user, S20
-    "two_factor": Budget(5, 60),  # per pending login, S29
+    "two_factor": Budget(5, 60),  # per account, across its pending logins, S29
+    "two_factor_lock_notice": Budget(1, BACKOFF_MEMORY),  # one notice per failure streak, S29
     "password_reset": Budget(1, 60),  # per address, S35
     "verification_resend": Budget(1, 60),  # per address, S35
 }
-BACKOFF_FREE = 5  # consecutive failures before the back-off starts
-BACKOFF_CAP = 15 * 60  # seconds
-BACKOFF_MEMORY = 24 * 3600  # a failure streak is forgotten after a quiet day
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,11 +258,12 @@ async def check(
 async def hit(
     state: Any, name: str, key: str, *, limit: int | None = None, window: int | None = None
 ) -> int | None:
-    """Count one attempt against budget ``name`` for ``key``.
+    """Count one attempt against budget ``name`` for ``key`` (one atomic increment).
 
     Returns ``None`` while within ``limit`` attempts per ``window`` seconds (defaults from
     :data:`BUDGETS`), else the seconds until the window resets (refuse with 429 and
-    ``Retry-After``).
+    ``Retry-After``). Call it before the expensive work, so concurrent attempts cannot all
+    slip through; a refused attempt is counted too (the window does not move).
     """
     budget = _budget(name, limit, window)
     now = clock.now()
@@ -279,21 +285,49 @@ def backoff_delay(failures: int) -> int:
 
 
 async def backoff_check(state: Any, name: str, key: str) -> int | None:
-    """Seconds ``key`` must still wait after its last failure, or ``None``."""
+    """Seconds ``key`` must still wait after its last failure, or ``None`` (counts nothing)."""
     now = clock.now()
     lock = await store_for(state).peek(_key("l", name, key), now)
     return _wait(lock.expires_at, now) if lock is not None else None
 
 
-async def backoff_fail(state: Any, name: str, key: str) -> int:
-    """Record one more consecutive failure of ``key``; returns the new streak length."""
+async def backoff_acquire(state: Any, name: str, key: str) -> int | None:
+    """Count one attempt in ``key``'s failure streak *before* the expensive check; returns
+    ``None`` (go ahead) or the seconds to wait.
+
+    While a wait from :func:`backoff_fail` runs, the attempt is refused without being counted.
+    Otherwise the attempt takes the next place in the streak with one atomic increment, as if
+    it were going to fail; the first :data:`BACKOFF_FREE` places are free, every later one must
+    also take the single *slot* (a counter that starts at 1 when absent): of concurrent
+    attempts past the free ones exactly one proceeds per wait, the others are refused. A
+    refused racer keeps its place in the streak (concurrent bursts make the wait grow faster,
+    never slower). Call :func:`backoff_fail` after a failure, :func:`backoff_reset` after a
+    success.
+    """
     store = store_for(state)
     now = clock.now()
+    lock = await store.peek(_key("l", name, key), now)
+    if lock is not None:
+        return _wait(lock.expires_at, now)
     streak = await store.hit(_key("b", name, key), BACKOFF_MEMORY, now)
-    delay = backoff_delay(streak.count)
+    delay = backoff_delay(streak.count - 1)  # the attempts before this one failed (or run)
+    if not delay:
+        return None
+    slot = await store.hit(_key("l", name, key), delay, now)
+    return None if slot.count == 1 else _wait(slot.expires_at, now)
+
+
+async def backoff_fail(state: Any, name: str, key: str) -> int:
+    """Start the wait after a failed attempt that :func:`backoff_acquire` let through; returns
+    the streak length (consecutive attempts since the last success, this one included)."""
+    store = store_for(state)
+    now = clock.now()
+    streak = await store.peek(_key("b", name, key), now)
+    count = streak.count if streak is not None else 1
+    delay = backoff_delay(count)
     if delay:
-        await store.put(_key("l", name, key), streak.count, now + timedelta(seconds=delay))
-    return streak.count
+        await store.put(_key("l", name, key), count, now + timedelta(seconds=delay))
+    return count
 
 
 async def backoff_reset(state: Any, name: str, key: str) -> None:

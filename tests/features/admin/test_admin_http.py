@@ -8,12 +8,17 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from features.admin.schemas import PER_PAGE
+from features.assets.models import Asset
+from features.sessions.models import BrowserSession
 from features.tasks.models import Task
 from features.users.models import Role, User
 from features.users.service import UserService
 from shared import clock
 from shared.clock import FrozenClock, use_clock
+from tests.accounts import create_account
 from tests.features.admin.conftest import fetch_user, make_admin, set_columns, user_id
+from tests.features.assets.helpers import image_bytes, upload
+from tests.features.audit.helpers import names, wait_for_events
 from tests.support import csrf, login, register
 
 FAKE_HASH = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$not-a-real-hash-not-a-real-hash0"
@@ -242,3 +247,61 @@ async def test_admin_actions_write_nothing_without_csrf(client, other_client, ap
     async with app.state.db.reader() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 2
         assert await session.scalar(select(func.count()).select_from(Task)) == 0
+
+
+async def test_pending_two_factor_logins_are_not_counted_as_live_sessions(
+    client, other_client, app
+):
+    await create_account(app.state.db, "root@example.com", admin=True)
+    bob = await create_account(app.state.db, "bob@example.com", name="Bob")
+    assert (await login(client, "root@example.com")).status_code == 303
+    await set_columns(app, "bob@example.com", two_factor_enabled=True)
+    response = await login(other_client, "bob@example.com")  # password right, code still due
+    assert response.headers["location"] == "/login/two-factor"
+    async with app.state.db.reader() as session:
+        assert await session.scalar(select(func.count()).select_from(BrowserSession)) == 2
+    assert stat((await client.get("/admin")).text, "sessions") == "1"  # only the admin's
+    page = (await client.get(f"/admin/users/{bob}")).text
+    assert "Active sessions (0)" in page and "No active sessions." in page
+
+
+async def test_user_page_lists_the_accounts_recent_audit_events(client, other_client, app):
+    await create_account(app.state.db, "root@example.com", admin=True)
+    bob = await create_account(app.state.db, "bob@example.com", name="Bob")
+    assert (await login(client, "root@example.com")).status_code == 303
+    assert (await login(other_client, "bob@example.com", "not bob's password")).status_code == 422
+    assert (await login(other_client, "bob@example.com")).status_code == 303
+    token = await csrf(client, f"/admin/users/{bob}")
+    await client.post(f"/admin/users/{bob}/disable", data={"_csrf_token": token})
+    await wait_for_events(app, lambda rows: "user_disabled" in names(rows))
+    html = (await client.get(f"/admin/users/{bob}")).text
+    assert 'id="audit-h">Recent activity' in html
+    section = html[html.index("data-audit-events") :]
+    events = re.findall(r"<td><code>([a-z_]+)</code></td>", section)
+    assert events[0] == "user_disabled"  # newest first
+    assert {"authn_login_fail", "authn_login_success", "authn_login_new_device"} <= set(events)
+    assert "authn_login_success" in events and "failure" in section and "127.0.0.1" in section
+    root = (await client.get(f"/admin/users/{await user_id(app, 'root@example.com')}")).text
+    assert "authn_login_fail" not in root  # only the account's own trail
+
+
+async def test_user_list_and_user_page_show_avatars(client, other_client, app):
+    await create_account(app.state.db, "root@example.com", admin=True)
+    bob = await create_account(app.state.db, "bob@example.com", name="Bob")
+    await create_account(app.state.db, "cay@example.com", name="Cay")  # no avatar
+    assert (await login(other_client, "bob@example.com")).status_code == 303
+    token = await csrf(other_client, "/assets")
+    assert (await upload(other_client, token, "me.png", image_bytes("PNG"))).status_code == 201
+    async with app.state.db.reader() as session:
+        asset_id = await session.scalar(select(Asset.id))
+    chosen = await other_client.post(f"/assets/{asset_id}/avatar", data={"_csrf_token": token})
+    assert chosen.status_code == 303
+    assert (await login(client, "root@example.com")).status_code == 303
+    avatar = f"/avatars/{bob}?v={asset_id}"
+    listing = (await client.get("/admin/users")).text
+    assert f'<img class="list-avatar" src="{avatar}"' in listing
+    assert listing.count('class="list-avatar"') == 1  # the others have none
+    page = (await client.get(f"/admin/users/{bob}")).text
+    assert f'<img class="profile-avatar" src="{avatar}"' in page
+    image = await client.get(avatar)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/webp"

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from features.admin.cli import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_TAKEN
+from features.notifications.models import Notification
 from features.tasks.models import Task, TaskStatus
 from features.users.models import Role, User
 from shared.config import ROOT_DIR, get_settings
@@ -180,22 +181,27 @@ async def test_users_set_role_disable_enable_and_list(cli, client, other_client,
 async def test_db_seed_is_idempotent_and_prints_the_admin_password_once(cli, client, app):
     first = await in_thread(cli, "db", "seed", "--users", "3")
     assert first.exit_code == 0, first.output
-    assert "Seeded 4 user(s) and 12 task(s)." in first.output
+    assert "Seeded 4 user(s), 12 task(s) and 12 notification(s)." in first.output
     password = re.search(r"Admin: admin@example.com / (\S+) ", first.output).group(1)
     demo_password = re.search(r"sign in with: (\S+)", first.output).group(1)
 
     second = await in_thread(cli, "db", "seed", "--users", "3")
     assert second.exit_code == 0, second.output
-    assert "Seeded 0 user(s) and 0 task(s)." in second.output
+    assert "Seeded 0 user(s), 0 task(s) and 0 notification(s)." in second.output
     assert password not in second.output and "password is unchanged" in second.output
 
     async with app.state.db.reader() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 4
         statuses = set(await session.scalars(select(Task.status)))
+        notes = (await session.execute(select(Notification.user_id, Notification.read_at))).all()
     assert statuses == {TaskStatus.PENDING, TaskStatus.COMPLETED}
+    assert len(notes) == 12 and len({user for user, _ in notes}) == 4  # three per account
+    assert sum(read is None for _, read in notes) == 8  # two unread each
     assert (await login(client, "admin@example.com", password)).status_code == 303
     assert (await client.get("/admin")).status_code == 200
     assert (await login(client, "demo2@example.com", demo_password)).status_code == 303
+    bell = (await client.get("/notifications")).text
+    assert "Demo tasks ready" in bell and "Welcome to Slicestar" in bell
 
 
 def test_db_seed_shows_progress_for_many_users(cli, database_url):
@@ -227,3 +233,37 @@ def test_db_refresh_refuses_in_production_and_rebuilds_in_development(cli, datab
     assert emails == {"admin@example.com", "demo1@example.com", "demo2@example.com"}
     [(version,)] = query(database_url, text("SELECT version_num FROM alembic_version"))
     assert version == head_revision(ROOT_DIR / "alembic.ini")
+
+
+def test_s52_users_set_role_disable_and_enable_are_audited(cli, database_url):
+    from features.audit.models import AuditEvent
+
+    assert cli(*create_args("root@example.com", "--admin"), input=PASSWORD + "\n").exit_code == 0
+    assert cli(*create_args("ann@example.com"), input=PASSWORD + "\n").exit_code == 0
+    [(ann,)] = query(database_url, select(User.id).where(User.email == "ann@example.com"))
+    for command in (
+        ("set-role", "ann@example.com", "admin"),
+        ("set-role", "ann@example.com", "admin"),  # nothing changes: nothing recorded
+        ("disable", "ann@example.com"),
+        ("disable", "ann@example.com"),
+        ("enable", "ann@example.com"),
+        ("enable", "ann@example.com"),
+        ("set-role", "root@example.com", "user"),  # allowed: ann is an admin now
+    ):
+        assert cli("users", *command).exit_code == 0, command
+    t = AuditEvent.__table__
+    rows = query(
+        database_url,
+        select(
+            t.c.event, t.c.user_id, t.c.actor_id, t.c.outcome, t.c.details, t.c.ip_address
+        ).order_by(t.c.occurred_at, t.c.id),
+    )
+    assert [(r.event, r.details) for r in rows] == [
+        ("authz_role_change", {"old": "user", "new": "admin", "via": "cli"}),
+        ("user_disabled", {"via": "cli"}),  # the trail drops "session…" keys (S52)
+        ("user_enabled", {"via": "cli"}),
+        ("authz_role_change", {"old": "admin", "new": "user", "via": "cli"}),
+    ]
+    assert [str(r.user_id) for r in rows[:3]] == [str(ann)] * 3
+    assert all(r.actor_id is None and r.outcome == "success" for r in rows)
+    assert all(r.ip_address is None for r in rows)

@@ -5,18 +5,31 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
 
+import pytest
 from litestar import get
 
 from features.audit.models import AuditEvent
 from shared import clock
+from shared.clock import FrozenClock, use_clock
 from shared.config import ROOT_DIR
 from shared.web.guards import requires_admin
+from tests.accounts import create_account
 from tests.conftest import SECRET_KEY
 from tests.features.audit.helpers import audit_rows, names, wait_for_events
+from tests.features.auth.two_factor.support import (
+    code_now,
+    enable_two_factor,
+    password_step,
+    sign_out,
+    step_start,
+    submit_code,
+    submit_recovery,
+)
 from tests.support import (
     DEFAULT_PASSWORD,
     csrf,
@@ -85,7 +98,7 @@ async def test_s52_authorization_failures_are_recorded_as_authz_fail(client, app
 
 
 async def test_s52_no_password_code_token_or_session_id_reaches_the_table_or_logs(
-    client, other_client, app, caplog
+    client, other_client, browser_factory, app, caplog
 ):
     caplog.set_level(logging.DEBUG)
     await register(client, "ann@example.com")
@@ -101,6 +114,18 @@ async def test_s52_no_password_code_token_or_session_id_reaches_the_table_or_log
     await post_form(client, "/confirm-password", {"password": DEFAULT_PASSWORD, "next": "/"})
     await post_form(client, "/settings/sessions/end-others", {}, token_from="/settings/sessions")
     await client.post("/tasks", data={"title": "x", "_csrf_token": "forged-" + csrf_token[:8]})
+    # Two-factor (S25, S28, S30): the secret, the codes that turned it on and signed in, a
+    # recovery code used at sign-in, and the other recovery codes shown once.
+    with use_clock(FrozenClock(step_start())):
+        totp_secret, recovery_codes = await enable_two_factor(client)
+        setup_code = code_now(totp_secret, -1)
+        phone = browser_factory()
+        await password_step(phone, "ann@example.com")
+        sign_in_code = code_now(totp_secret)
+        assert (await submit_code(phone, sign_in_code)).status_code == 303
+        await sign_out(phone)
+        await password_step(phone, "ann@example.com")
+        assert (await submit_recovery(phone, recovery_codes[0])).status_code == 303
     # Mailed one-time tokens (S37): an email change link, used, and a reset link, used.
     await post_form(
         client, "/settings/email", {"email": "ann2@example.com"}, token_from="/settings/email"
@@ -127,7 +152,13 @@ async def test_s52_no_password_code_token_or_session_id_reaches_the_table_or_log
     rows = await wait_for_events(
         app,
         lambda r: (
-            {"session_revoked_all", "malicious_csrf", "authn_email_change", "authn_password_reset"}
+            {
+                "session_revoked_all",
+                "malicious_csrf",
+                "authn_mfa_recovery_used",
+                "authn_email_change",
+                "authn_password_reset",
+            }
             <= set(names(r))
         ),
     )
@@ -136,9 +167,15 @@ async def test_s52_no_password_code_token_or_session_id_reaches_the_table_or_log
     dump = json.dumps(
         [{c.name: str(getattr(r, c.name)) for c in AuditEvent.__table__.columns} for r in rows]
     )
-    # The test's own HTTP client (httpx) logs the URLs it requests; the app's logs are searched.
-    app_logs = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records if r.name != "httpx")
-    haystack = dump + app_logs
+    # Every app log record: its message and every extra field (the test's own HTTP client,
+    # httpx, logs the URLs it requests and is left out).
+    records = [r for r in caplog.records if r.name != "httpx"]
+    extras = [{k: v for k, v in vars(r).items() if k not in _LOG_RECORD_FIELDS} for r in records]
+    assert any("path" in e and "user_id" in e for e in extras)  # the access log was captured
+    haystack = dump + "\n".join(
+        f"{r.getMessage()} {json.dumps(e, default=str)}"
+        for r, e in zip(records, extras, strict=True)
+    )
     tokens = [link.rsplit("/", 1)[1] for link in (change_link, reset_link)] + [verify_token]
     assert all(len(t) == 43 for t in tokens)
     secrets = [
@@ -151,8 +188,14 @@ async def test_s52_no_password_code_token_or_session_id_reaches_the_table_or_log
         *ids,
         *tokens,
     ]
+    secrets += [totp_secret, *recovery_codes, *(c.replace("-", "") for c in recovery_codes)]
     for secret in secrets:
         assert secret and secret not in haystack
+    for code in (setup_code, sign_in_code):  # six digits: as a number of its own
+        assert len(code) == 6 and not re.search(rf"(?<!\d){code}(?!\d)", haystack)
+
+
+_LOG_RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def _session_ids():
@@ -249,3 +292,106 @@ async def test_s52_audit_prune_cli_deletes_events_past_retention(client, app, se
         [*command, "--older-than", "soon"], cwd=ROOT_DIR, env=env, capture_output=True, text=True
     )
     assert bad.returncode != 0 and len(await audit_rows(app)) == SIGN_UP_EVENTS
+
+
+async def test_s52_sign_in_throttle_is_recorded_as_authn_login_lock_about_the_account(client, app):
+    ann = await create_account(app.state.db, "ann@example.com")
+    frozen = FrozenClock()
+    with use_clock(frozen):
+        for _ in range(5):
+            assert (await login(client, "ann@example.com", WRONG_PASSWORD)).status_code == 422
+        assert (await login(client, "Ann@Example.com", WRONG_PASSWORD)).status_code == 429
+        for _ in range(6):
+            await login(client, "nobody@example.com", WRONG_PASSWORD)
+        rows = await wait_for_events(app, lambda r: names(r).count("authn_login_lock") == 2)
+        locks = [r for r in rows if r.event == "authn_login_lock"]
+        mine = next(r for r in locks if r.user_id is not None)
+        assert mine.user_id == ann and mine.actor_id is None and mine.outcome == "failure"
+        assert mine.details == {"context": "login", "retry_after": 60}
+        assert mine.ip_address == "127.0.0.1" and mine.request_id
+        assert [r.user_id for r in locks if r is not mine] == [None]  # no such account
+        frozen.advance(seconds=60)
+        assert (await login(client, "ann@example.com")).status_code == 303
+    page = await client.get("/settings/activity")
+    assert "Sign-in blocked (too many attempts)" in page.text  # on the owner's activity page
+
+
+async def test_s52_confirmation_and_two_factor_throttles_are_recorded(client, app):
+    ann = await create_account(app.state.db, "ann@example.com")
+    assert (await login(client, "ann@example.com")).status_code == 303
+    with use_clock(FrozenClock(step_start())):
+        for _ in range(6):
+            await post_form(client, "/confirm-password", {"password": WRONG_PASSWORD})
+    rows = await wait_for_events(app, lambda r: "authn_login_lock" in names(r))
+    lock = next(r for r in rows if r.event == "authn_login_lock")
+    assert lock.user_id == lock.actor_id == ann
+    assert lock.details == {"context": "confirm_password", "retry_after": 60}
+    with use_clock(FrozenClock(step_start(10))):
+        await post_form(client, "/confirm-password", {"password": DEFAULT_PASSWORD})
+        secret, _ = await enable_two_factor(client)
+        await sign_out(client)
+        await password_step(client, "ann@example.com")
+        wrong = next(c for c in ("000000", "111111") if c != code_now(secret))
+        statuses = [(await submit_code(client, wrong)).status_code for _ in range(6)]
+    assert statuses == [422] * 5 + [429]
+    rows = await wait_for_events(app, lambda r: names(r).count("authn_login_lock") == 2)
+    lock = [r for r in rows if r.event == "authn_login_lock"][-1]
+    assert lock.user_id == ann and lock.actor_id is None  # nobody is signed in yet
+    assert lock.outcome == "failure" and lock.details["context"] == "two_factor"
+
+
+async def test_audit_retention_must_be_positive_and_prune_prints_the_real_age(
+    client, app, settings
+):
+    from pydantic import ValidationError
+
+    from shared.config import Settings
+
+    for bad in (0, -1):
+        with pytest.raises(ValidationError, match="at least 1"):
+            Settings(secret_key=SECRET_KEY, audit_retention_days=bad)
+    async with app.state.db.write() as session:
+        for hours in (13, 11):
+            session.add(
+                AuditEvent(
+                    occurred_at=clock.now() - timedelta(hours=hours),
+                    event="authn_login_fail",
+                    outcome="failure",
+                    details={},
+                )
+            )
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "APP_ENV": "test",
+        "SECRET_KEY": SECRET_KEY,
+    }
+    command = [sys.executable, "-m", "litestar", "--app-dir", "src", "audit", "prune"]
+    for bad in ("0", "-30"):  # would have deleted every fresh event
+        refused = subprocess.run(
+            command,
+            cwd=ROOT_DIR,
+            env={**env, "AUDIT_RETENTION_DAYS": bad},
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 1, refused.stdout
+        assert f"AUDIT_RETENTION_DAYS: must be a whole number of days, at least 1 (got {bad})" in (
+            refused.stderr
+        )
+        assert "Traceback" not in refused.stderr
+    assert len(await audit_rows(app)) == 2
+    result = subprocess.run(
+        [*command, "--older-than", "12h"], cwd=ROOT_DIR, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Deleted 1 audit event(s) older than 12 hour(s)." in result.stdout
+    for age, line in (
+        ("1d", "0 audit event(s) older than 1 day(s)"),
+        ("90m", "1 audit event(s) older than 90 minute(s)"),
+    ):
+        result = subprocess.run(
+            [*command, "--older-than", age], cwd=ROOT_DIR, env=env, capture_output=True, text=True
+        )
+        assert f"Deleted {line}." in result.stdout
+    assert await audit_rows(app) == []

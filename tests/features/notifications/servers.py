@@ -60,7 +60,7 @@ def start_server(db_path: Path, workdir: Path, name: str, **env_extra: str) -> S
     log = workdir / f"{name}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app:create_app", "--factory", "--app-dir", "src",
-         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--no-proxy-headers"],
         cwd=ROOT_DIR,
         env=env,
         stdout=log.open("w"),

@@ -1,5 +1,5 @@
 """The per-process hub: fan-out to local subscribers, no query without subscribers, late
-commits inside the look-back window, no duplicates, clean close (issue 7, "Across processes")."""
+commits inside the look-back window, no duplicates, clean close (delivery across processes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Live push across two worker processes on one SQLite file (issue 7, "Tests": the live test).
+"""Live push across two worker processes on one SQLite file.
 
 Two real uvicorn processes serve one database file (each polling it, or, with ``REDIS_URL``,
 one of them polling and both receiving over Redis pub/sub). A tab subscribed on process A receives a

@@ -130,11 +130,22 @@ def _event(name: str, subject: uuid.UUID | None, **details) -> SecurityEvent:
     )
 
 
+# The details each feature really sends with the events that notify.
+DETAILS = {
+    "authn_login_new_device": {"browser": "Firefox 130", "os": "Linux", "ip": "203.0.113.9"},
+    "authn_mfa_recovery_low": {"remaining": 2},
+    "authn_mfa_recovery_used": {"remaining": 2},
+    "authn_login_lock": {"reason": "two_factor_failures", "failures": 10, "first": True},
+    "authz_role_change": {"old": "user", "new": "admin"},
+}
+
+
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 async def test_security_event_becomes_a_notification(client, app, ann, name, db):
-    details = {"browser": "Firefox 130", "os": "Linux", "ip": "203.0.113.9", "remaining": 2}
-    details |= {"old": "user", "new": "admin"}
-    emit(client, app, _event(name, ann, **details))
+    event = _event(name, ann, **DETAILS.get(name, {}))
+    if name == "authn_login_lock":  # a refused attempt: its outcome is a failure
+        event = dataclasses.replace(event, outcome="failure")
+    emit(client, app, event)
     [note] = await wait_for_rows(db, ann, 1)
     assert note.title == TEMPLATES[name].title
     assert note.data == {"event": name, "request_id": "req-1"}
@@ -142,8 +153,12 @@ async def test_security_event_becomes_a_notification(client, app, ann, name, db)
         assert "Firefox 130 on Linux (203.0.113.9)" in note.message
     if name == "authz_role_change":
         assert "from user to admin" in note.message
-    if name.startswith("authn_mfa_recovery"):
+    if name in ("authn_mfa_recovery_low", "authn_mfa_recovery_used"):
         assert "2 left." in note.message
+    if name == "authn_mfa_recovery_regenerated":
+        assert "the old ones no longer work" in note.message
+    if name == "authn_login_lock":
+        assert note.type == "warning" and "10 wrong two-factor codes in a row" in note.message
 
 
 async def test_other_security_events_make_no_notification(client, app, ann, db):
@@ -151,6 +166,15 @@ async def test_other_security_events_make_no_notification(client, app, ann, db):
     emit(client, app, _event("authn_password_change", None))
     failed = _event("authn_mfa_disabled", ann)
     emit(client, app, dataclasses.replace(failed, outcome="failure"))
+    # Only the first two-factor lock of a failure streak notifies; a plain sign-in or
+    # confirmation throttle (429) never does, though it carries the same event name.
+    for details in (
+        {"context": "login", "retry_after": 60},
+        {"context": "two_factor", "retry_after": 60},
+        {"reason": "two_factor_failures", "failures": 11, "first": False},
+    ):
+        lock = _event("authn_login_lock", ann, **details)
+        emit(client, app, dataclasses.replace(lock, outcome="failure"))
     # A later event that does notify proves the earlier ones have been handled.
     emit(client, app, _event("authn_email_change", ann))
     found = await wait_for_rows(db, ann, 1)

@@ -1,4 +1,4 @@
-"""Soak (issue 7, "Tests"): 200 concurrent SSE clients on one worker process.
+"""Soak: 200 concurrent SSE clients on one worker process.
 
 Runs only with ``SOAK=1`` (about 30-60 s with set-up). 40 users × 5 tabs hold streams open
 on one uvicorn process for ``SOAK_SECONDS`` (default 20) while a notification is written for

@@ -131,15 +131,24 @@ async def test_s49_unknown_sort_or_status_is_422_and_bad_pages_are_404(client):
         assert "That page does not exist." in response.text
 
 
-async def test_sorting_by_each_allowed_key(client):
+async def test_sorting_by_each_allowed_key(client, app):
     await register(client, "ann@example.com")
     for title in ("banana", "Apple", "cherry"):
         await add(client, title)
     assert titles((await client.get("/tasks")).text) == ["cherry", "Apple", "banana"]
     assert titles((await client.get("/tasks?sort=oldest")).text) == ["banana", "Apple", "cherry"]
     assert titles((await client.get("/tasks?sort=title")).text) == ["Apple", "banana", "cherry"]
+    await add(client, "date")
+    token = await csrf(client, "/tasks")
+    async with app.state.db.reader() as session:
+        ids = dict((await session.execute(select(Task.title, Task.id))).all())
+    for title in ("Apple", "cherry"):
+        await client.post(
+            f"/tasks/{ids[title]}/status", data={"status": "completed", "_csrf_token": token}
+        )
+    # Status in its stored order (completed, then pending), newest first within each.
     status_sorted = await client.get("/tasks?sort=status")
-    assert status_sorted.status_code == 200 and len(titles(status_sorted.text)) == 3
+    assert titles(status_sorted.text) == ["cherry", "Apple", "date", "banana"]
 
 
 async def test_pagination_through_60_tasks(client):

@@ -1,14 +1,21 @@
-"""Throttling and audit events around sign-in and password confirmation (S9, S20, S52).
+"""Throttling and audit events around sign-in, password confirmation and the two-factor
+challenge (SECURITY.md S9, S20, S29, S52).
 
 The handlers call these few functions so the rules stay in one place:
 
-- :func:`refuse_if_throttled` before the password is checked (429 + ``Retry-After``);
-- :func:`after_login_failure` / :func:`after_login_success` once the outcome is known.
+- :func:`refuse_if_throttled` before the password is checked: it *counts* the attempt (one
+  atomic increment) and answers 429 + ``Retry-After`` when it is over the budget, so a burst of
+  concurrent guesses cannot all pass a check before any failure is counted;
+- :func:`after_login_failure` / :func:`after_login_success` once the outcome is known (a
+  success resets the budgets).
 
-Budgets: 5 failures per minute per (normalised email, client IP) (``"login"``), plus a
-per-account back-off that grows with consecutive failures (``"login_account"``, see
-:mod:`shared.security.throttle`); password confirmation has its own per-user budget
-(``"confirm_password"``). Event names follow the OWASP Logging Vocabulary.
+Budgets (:mod:`shared.security.throttle`): 5 attempts per minute per (normalised email, client
+IP) (``"login"``), plus a per-account back-off that grows with consecutive failures
+(``"login_account"``); password confirmation has its own per-user budget
+(``"confirm_password"``); the two-factor challenge has a per-account budget (``"two_factor"``,
+5 attempts a minute) and back-off (``"two_factor_account"``) that outlive any one pending
+login, so starting a new pending login with the password buys no new guesses. Event names
+follow the OWASP Logging Vocabulary.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from litestar.exceptions import TooManyRequestsException
 
 from features.audit.service import is_new_device
 from features.sessions.service import maybe_prune_expired
-from features.users.service import normalise_email
+from features.users.service import UserService, normalise_email
 from shared.events import emit_security_event
 from shared.security import throttle
 from shared.web.client import client_ip, describe_device, user_agent
 
 THROTTLED = "Too many attempts. Please wait a moment and try again."
+CHALLENGE_THROTTLED = "Too many wrong codes. Wait a minute before trying again."
+CHALLENGE_LOCK_AFTER = 10  # S29: from this many consecutive wrong codes on, the pending login ends
 
 
 def login_key(request: Request, email: str) -> str:
@@ -34,28 +43,52 @@ def login_key(request: Request, email: str) -> str:
     return f"{normalise_email(email)}|{client_ip(request) or '-'}"
 
 
-def _throttled(request: Request, retry: int, user_id: uuid.UUID | None, context: str) -> None:
+def _refuse(
+    request: Request,
+    retry: int,
+    user_id: uuid.UUID | None,
+    context: str,
+    message: str = THROTTLED,
+) -> None:
+    """Emit ``authn_login_lock`` (S52) and raise the 429 (``Retry-After: retry``)."""
     emit_security_event(
-        request, "authn_login_lock", user_id=user_id, outcome="failure", context=context
+        request,
+        "authn_login_lock",
+        user_id=user_id,
+        outcome="failure",
+        context=context,
+        retry_after=retry,
     )
-    raise TooManyRequestsException(detail=THROTTLED, headers={"Retry-After": str(retry)})
+    raise TooManyRequestsException(detail=message, headers={"Retry-After": str(retry)})
+
+
+async def _account_id(state: State, email: str) -> uuid.UUID | None:
+    """The id of the account ``email`` names, or ``None`` (one read, only on a refusal)."""
+    async with state.db.reader() as session:
+        user = await UserService(session).by_email(email)
+    return user.id if user is not None else None
 
 
 async def refuse_if_throttled(request: Request, state: State, email: str) -> None:
-    """Raise ``TooManyRequestsException`` (429, ``Retry-After``) when this sign-in's budget or
-    the account's back-off is used up; emits ``authn_login_lock``."""
-    retry = await throttle.check(state, "login", login_key(request, email))
+    """Count this sign-in attempt against the (email, IP) budget and the account's back-off,
+    before the password is checked (S9).
+
+    Raises ``TooManyRequestsException`` (429, ``Retry-After``) when either is used up, after
+    emitting ``authn_login_lock`` about the account (when the email belongs to one, so it shows
+    on that user's activity page; the actor stays anonymous).
+    """
+    retry = await throttle.hit(state, "login", login_key(request, email))
     if retry is None:
-        retry = await throttle.backoff_check(state, "login_account", normalise_email(email))
+        retry = await throttle.backoff_acquire(state, "login_account", normalise_email(email))
     if retry is not None:
-        _throttled(request, retry, None, "login")
+        _refuse(request, retry, await _account_id(state, email), "login")
 
 
 async def after_login_failure(
     request: Request, state: State, email: str, user_id: uuid.UUID | None
 ) -> None:
-    """Count the failure against both budgets and emit ``authn_login_fail``."""
-    await throttle.hit(state, "login", login_key(request, email))
+    """Start the account's back-off wait (the attempt was counted already) and emit
+    ``authn_login_fail``."""
     await throttle.backoff_fail(state, "login_account", normalise_email(email))
     emit_security_event(
         request, "authn_login_fail", user_id=user_id, actor_id=None, outcome="failure"
@@ -76,8 +109,8 @@ async def after_login_success(
     account before, and prune expired sessions and throttle counters now and then.
 
     ``via``: ``"password"`` (signed in), ``"two_factor_pending"`` (password right, challenge
-    next: only the budgets reset, nothing is reported yet, S12), ``"two_factor"`` (challenge
-    passed), ``"register"``.
+    next: only the password budgets reset, nothing is reported yet, S12), ``"two_factor"``
+    (challenge passed), ``"register"``.
     """
     device = describe_device(user_agent(request))
     ip = client_ip(request)
@@ -111,19 +144,19 @@ async def after_login_success(
 
 
 async def refuse_confirmation_if_throttled(request: Request, state: State) -> None:
-    """Raise 429 when the signed-in user used up the password-confirmation budget (S20)."""
-    retry = await throttle.check(state, "confirm_password", str(request.user.id))
+    """Count a password confirmation of the signed-in user before the password is checked;
+    raise 429 (and emit ``authn_login_lock``) when the budget is used up (S20)."""
+    retry = await throttle.hit(state, "confirm_password", str(request.user.id))
     if retry is not None:
-        _throttled(request, retry, request.user.id, "confirm_password")
+        _refuse(request, retry, request.user.id, "confirm_password")
 
 
 async def after_confirmation(request: Request, state: State, ok: bool) -> None:
-    """Count a wrong confirmation (emitting ``authn_login_fail``) or reset the budget."""
-    key = str(request.user.id)
+    """Reset the budget after a right password; emit ``authn_login_fail`` after a wrong one
+    (it was counted already)."""
     if ok:
-        await throttle.reset(state, "confirm_password", key)
+        await throttle.reset(state, "confirm_password", str(request.user.id))
         return
-    await throttle.hit(state, "confirm_password", key)
     emit_security_event(
         request,
         "authn_login_fail",
@@ -131,3 +164,74 @@ async def after_confirmation(request: Request, state: State, ok: bool) -> None:
         outcome="failure",
         context="confirm_password",
     )
+
+
+# --- the two-factor challenge (S29) --------------------------------------------------------
+
+
+async def refuse_challenge_if_throttled(request: Request, state: State, user_id: uuid.UUID) -> None:
+    """Count one challenge attempt of account ``user_id`` before the code is checked.
+
+    The budget (5 a minute) and the back-off (after 5 consecutive wrong codes, waits of 1, 2,
+    4 … seconds) belong to the account, not to the pending login, so a new password step starts
+    no new count. Raises 429 with ``Retry-After`` (emitting ``authn_login_lock``) when used up.
+    """
+    key = str(user_id)
+    retry = await throttle.hit(state, "two_factor", key)
+    if retry is None:
+        retry = await throttle.backoff_acquire(state, "two_factor_account", key)
+    if retry is not None:
+        _refuse(request, retry, user_id, "two_factor", CHALLENGE_THROTTLED)
+
+
+async def after_challenge_failure(
+    request: Request, state: State, user_id: uuid.UUID, *, method: str, replay: bool
+) -> int:
+    """Record a wrong (or replayed) code of account ``user_id``: start its back-off wait and
+    emit ``authn_mfa_fail`` / ``authn_mfa_replay``. Returns the number of consecutive wrong codes
+    since the account's last successful challenge (over every pending login)."""
+    failures = await throttle.backoff_fail(state, "two_factor_account", str(user_id))
+    emit_security_event(
+        request,
+        "authn_mfa_replay" if replay else "authn_mfa_fail",
+        user_id=user_id,
+        actor_id=user_id,
+        outcome="failure",
+        method=method,
+        failures=failures,
+    )
+    return failures
+
+
+def challenge_locked(failures: int) -> bool:
+    """True when ``failures`` consecutive wrong codes must end the pending login (S29)."""
+    return failures >= CHALLENGE_LOCK_AFTER
+
+
+async def after_challenge_lock(
+    request: Request, state: State, user_id: uuid.UUID, failures: int
+) -> None:
+    """Emit ``authn_login_lock`` for a pending login ended by wrong codes (S29, S52).
+
+    ``first`` is true for the first lock of the account's current failure streak: the user is
+    notified of that one (``features.notifications`` reacts to it), not of every later one.
+    """
+    first = await throttle.hit(state, "two_factor_lock_notice", str(user_id)) is None
+    emit_security_event(
+        request,
+        "authn_login_lock",
+        user_id=user_id,
+        actor_id=user_id,
+        outcome="failure",
+        reason="two_factor_failures",
+        failures=failures,
+        first=first,
+    )
+
+
+async def after_challenge_success(state: State, user_id: uuid.UUID) -> None:
+    """Forget the account's challenge budget, back-off and lock notice."""
+    key = str(user_id)
+    await throttle.reset(state, "two_factor", key)
+    await throttle.backoff_reset(state, "two_factor_account", key)
+    await throttle.reset(state, "two_factor_lock_notice", key)

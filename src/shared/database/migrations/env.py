@@ -46,6 +46,8 @@ def _configure(connection: Connection) -> None:
 
 
 def run_migrations_offline() -> None:
+    """``alembic upgrade --sql``: print the SQL for ``DATABASE_URL``'s dialect instead of
+    running it (batch mode, literal values, the custom column types rendered)."""
     context.configure(
         url=database_url(),
         target_metadata=target_metadata,
@@ -76,6 +78,9 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
+    """Run the migrations on ``DATABASE_URL`` over one async connection (no pool). On SQLite,
+    foreign keys are off for the run and ``PRAGMA foreign_key_check`` must come back empty
+    before the transaction commits (DESIGN.md §4)."""
     engine = create_async_engine(database_url(), poolclass=pool.NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(_run_sync)

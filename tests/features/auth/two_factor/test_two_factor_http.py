@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
 import httpx
 from sqlalchemy import select
 
+from features.core.auth import login_guard
 from features.core.auth.two_factor.models import RecoveryCode
 from features.core.auth.two_factor.service import TwoFactorService, normalise_recovery_code
 from features.users.models import User
+from shared.security import throttle
 from shared.security.passwords import Passwords
 from tests.features.auth.two_factor.support import (
     CHALLENGE,
@@ -30,6 +33,7 @@ from tests.features.auth.two_factor.support import (
     submit_recovery,
     user_row,
 )
+from tests.features.notifications.support import rows, wait_for_rows
 from tests.support import DEFAULT_PASSWORD, csrf, login, register
 
 EMAIL = "ann@example.com"
@@ -202,6 +206,12 @@ async def test_s30_regenerating_codes_needs_a_password_and_kills_the_old_ones(
     new_codes = re.findall(r"<li><code>([0-9a-z-]{29})</code></li>", response.text)
     assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
     assert names(events) == ["authn_mfa_recovery_regenerated"]
+    user_id = (await user_row(app, EMAIL)).id  # the owner is told (notification)
+    notes = await wait_for_rows(app.state.db, user_id, 2)  # "enabled", then "new codes"
+    assert [n.title for n in notes][:2] == [
+        "New recovery codes",
+        "Two-factor authentication enabled",
+    ]
     await sign_out(client)
     await password_step(client, EMAIL)
     assert (await submit_recovery(client, old_codes[0])).status_code == 422
@@ -359,7 +369,14 @@ async def test_s28_a_used_code_is_refused_on_the_next_sign_in(client, app, froze
     assert (await submit_code(client, code_now(secret, 1))).status_code == 303
 
 
-async def test_s28_twenty_concurrent_sign_ins_with_one_code_exactly_one_wins(app, client, frozen):
+async def test_s28_twenty_concurrent_sign_ins_with_one_code_exactly_one_wins(
+    app, client, frozen, monkeypatch
+):
+    # Let all twenty reach the code check (S29 would stop fifteen of them first and end the
+    # pending logins after the tenth replay).
+    monkeypatch.setitem(throttle.BUDGETS, "two_factor", throttle.Budget(50, 60))
+    monkeypatch.setattr(throttle, "BACKOFF_FREE", 50)
+    monkeypatch.setattr(login_guard, "CHALLENGE_LOCK_AFTER", 50)
     secret, _ = await two_factor_user(client, app)
     transport = httpx.ASGITransport(app=app)
     browsers = [
@@ -387,37 +404,135 @@ async def test_s28_twenty_concurrent_sign_ins_with_one_code_exactly_one_wins(app
     assert len(signed_in) == 1
 
 
-async def test_s29_five_wrong_codes_a_minute_answer_429_and_ten_end_the_pending_login(
+def wrong_code(secret: str) -> str:
+    """A 6-digit code that is not valid in T-1..T+1 of the app clock."""
+    valid = {code_now(secret, offset) for offset in (-1, 0, 1)}
+    return next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
+
+
+async def test_s29_five_codes_a_minute_per_account_then_429_then_back_off_and_lock(
     client, app, frozen, monkeypatch
 ):
     secret, _ = await two_factor_user(client, app)
+    user_id = (await user_row(app, EMAIL)).id
     await password_step(client, EMAIL)
     events = record_events(app, monkeypatch)
-    wrong = "000000" if code_now(secret) != "000000" else "111111"
+    wrong = wrong_code(secret)
     for _ in range(5):
         assert (await submit_code(client, wrong)).status_code == 422
         frozen.advance(seconds=2)
     throttled = await submit_code(client, code_now(secret))  # even a right code waits
     assert throttled.status_code == 429
-    assert throttled.headers["retry-after"] == "50"  # the first failure was 10 s ago
+    assert throttled.headers["retry-after"] == "50"  # the window began 10 s ago
     assert "Too many wrong codes. Wait a minute" in throttled.text
+    # A new password step buys no new guesses: the budget is the account's.
+    await password_step(client, EMAIL)
+    assert (await submit_code(client, code_now(secret))).status_code == 429
     frozen.advance(seconds=49)
-    assert (await submit_code(client, wrong)).status_code == 429  # 59 s after the first
-    frozen.advance(seconds=1)  # now 60 s after the first failure: one slot is free
-    for _ in range(4):
+    assert (await submit_code(client, wrong)).headers["retry-after"] == "1"
+    frozen.advance(seconds=1)  # a new minute, but five wrong codes in a row: the back-off
+    assert (await submit_code(client, wrong)).status_code == 422  # 6th: after a 1 s wait
+    backed_off = await submit_code(client, wrong)
+    assert backed_off.status_code == 429 and backed_off.headers["retry-after"] == "2"
+    for wait in (2, 4, 8):  # 7th, 8th, 9th wrong codes, each after the wait it earned
+        frozen.advance(seconds=wait)
         assert (await submit_code(client, wrong)).status_code == 422
-        frozen.advance(seconds=15)
-    response = await submit_code(client, wrong)  # the 10th wrong code
+    frozen.advance(seconds=46)  # past the 16 s wait and into the next minute
+    response = await submit_code(client, wrong)  # the 10th wrong code in a row
     assert response.status_code == 303 and response.headers["location"] == "/login"
     assert "Too many wrong codes. Please sign in again." in (await follow(client, response)).text
     assert await session_rows(app) == []
-    assert names(events) == ["authn_mfa_fail"] * 10 + ["authn_login_lock"]
-    assert events[-1].details == {"reason": "two_factor_failures", "failures": 10}
-    user_id = (await user_row(app, EMAIL)).id
-    assert all(e.user_id == e.actor_id == user_id for e in events)
-    # A fresh password step starts a fresh count.
+    fails = [e for e in events if e.name == "authn_mfa_fail"]
+    assert [e.details["failures"] for e in fails] == list(range(1, 11))
+    throttles = [e for e in events if e.name == "authn_login_lock" and "context" in e.details]
+    assert len(throttles) == 4  # every 429 is on the audit trail (S52)
+    assert all(e.details["context"] == "two_factor" and e.user_id == user_id for e in throttles)
+    lock = events[-1]
+    assert lock.name == "authn_login_lock" and lock.outcome == "failure"
+    assert lock.details == {"reason": "two_factor_failures", "failures": 10, "first": True}
+    assert lock.user_id == lock.actor_id == user_id
+    # After the lock, the right code still waits for the back-off (32 s), then works.
     await password_step(client, EMAIL)
+    assert (await submit_code(client, code_now(secret))).status_code == 429
+    frozen.advance(seconds=32)
     assert (await submit_code(client, code_now(secret))).status_code == 303
+
+
+async def test_s29_new_pending_logins_do_not_reset_the_code_budget(client, app, frozen):
+    secret, _ = await two_factor_user(client, app)
+    wrong = wrong_code(secret)
+    statuses = []
+    for _ in range(6):  # six pending logins, five wrong codes each
+        await password_step(client, EMAIL)
+        for _ in range(5):
+            statuses.append((await submit_code(client, wrong)).status_code)
+    assert statuses == [422] * 5 + [429] * 25
+
+
+async def test_s29_concurrent_wrong_codes_get_exactly_the_budget(client, app, frozen):
+    secret, _ = await two_factor_user(client, app)
+    await password_step(client, EMAIL)
+    token = await csrf(client, CHALLENGE)
+    data = {"code": wrong_code(secret), "_csrf_token": token}
+    responses = await asyncio.gather(*(client.post(CHALLENGE, data=data) for _ in range(20)))
+    assert sorted(r.status_code for r in responses) == [422] * 5 + [429] * 15
+
+
+async def test_s29_a_recovery_code_counts_against_the_same_budget(client, app, frozen):
+    secret, codes = await two_factor_user(client, app)
+    await password_step(client, EMAIL)
+    for _ in range(5):
+        assert (await submit_recovery(client, "abcde-abcde-abcde-abcde-abcde")).status_code == 422
+    assert (await submit_recovery(client, codes[0])).status_code == 429
+    assert (await submit_code(client, code_now(secret))).status_code == 429
+
+
+async def test_s29_the_lock_notifies_the_user_once_per_failure_streak(client, app, frozen):
+    secret, _ = await two_factor_user(client, app)
+    user_id = (await user_row(app, EMAIL)).id
+    wrong = wrong_code(secret)
+
+    async def attempt(code: Callable[[], str]) -> httpx.Response:
+        """Submit ``code()``, first waiting out any 429 (the clock moves by ``Retry-After``)."""
+        while (response := await submit_code(client, code())).status_code == 429:
+            frozen.advance(seconds=int(response.headers["retry-after"]))
+        return response
+
+    async def fail_until_locked() -> int:
+        await password_step(client, EMAIL)
+        failures = 0
+        while (response := await attempt(lambda: wrong)).status_code == 422:
+            failures += 1
+        assert response.status_code == 303 and response.headers["location"] == "/login"
+        assert (
+            "Too many wrong codes. Please sign in again." in (await follow(client, response)).text
+        )
+        return failures + 1
+
+    async def lock_notes(count: int) -> list:
+        for _ in range(100):
+            notes = [
+                n for n in await rows(app.state.db, user_id) if "two-factor codes" in n.message
+            ]
+            if len(notes) >= count:
+                return notes
+            await asyncio.sleep(0.02)
+        return notes
+
+    assert await fail_until_locked() == 10
+    [note] = await lock_notes(1)
+    assert note.type == "warning" and note.title == "Sign-in blocked after wrong codes"
+    assert "10 wrong two-factor codes in a row" in note.message
+    assert await fail_until_locked() == 1  # the 11th wrong code in a row ends it at once
+    await asyncio.sleep(0.3)
+    assert len(await lock_notes(2)) == 1  # not announced again in the same streak
+    # A successful challenge ends the streak; the next lock is announced again.
+    await password_step(client, EMAIL)
+    signed_in = await attempt(lambda: code_now(secret))
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/dashboard"
+    await sign_out(client)
+    assert await fail_until_locked() == 10
+    assert len(await lock_notes(2)) == 2
 
 
 async def test_malformed_codes_are_refused_without_counting_as_failures(client, app, frozen):
@@ -431,8 +546,8 @@ async def test_malformed_codes_are_refused_without_counting_as_failures(client, 
         response = await submit_recovery(client, bad)
         assert response.status_code == 422, bad
         assert "A recovery code has 25 letters and digits" in response.text
-    pending = [r for r in await session_rows(app) if r.pending_2fa_until is not None]
-    assert "mfa_failures" not in pending[0].payload
+    user_id = (await user_row(app, EMAIL)).id
+    assert await throttle.check(app.state, "two_factor", str(user_id), limit=1) is None
     assert (
         await submit_code(client, code_now(secret)[:3] + " " + code_now(secret)[3:])
     ).status_code == 303

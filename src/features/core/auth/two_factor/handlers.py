@@ -10,7 +10,6 @@ from __future__ import annotations
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.exceptions import TooManyRequestsException
 from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,7 +47,6 @@ WRONG_CODE = "That code is not right. Check the time on your device and try agai
 WRONG_RECOVERY = "That recovery code is not valid or was already used."
 REPLAYED = "That code was already used. Wait for the next code in your app."
 TOO_MANY = "Too many wrong codes. Please sign in again."
-THROTTLED = "Too many wrong codes. Wait a minute before trying again."
 
 
 def _service(db_session: AsyncSession, state: State) -> TwoFactorService:
@@ -204,7 +202,7 @@ class TwoFactorChallengeController(Controller):
     async def submit_code(
         self, request: Request, db_session: NamedDependency[AsyncSession], state: State
     ) -> Template | Redirect:
-        """Check a TOTP code: success → 303 signed in; wrong → 422; too many → 429."""
+        """Check a TOTP code: success → 303 signed in; wrong → 422; too many → 429 (S29)."""
         return await self._attempt(request, db_session, state, "totp")
 
     @post("/recovery", opt={"public": True}, name="two_factor.recovery_post")
@@ -221,9 +219,7 @@ class TwoFactorChallengeController(Controller):
         """Abandon the pending login and go back to the sign-in form."""
         pending: PendingLogin | None = request.scope.get("pending_login")
         if pending is not None:
-            service = _service(db_session, state)
-            await service.sessions.end(pending.id)
-            await db_session.commit()
+            await _service(db_session, state).end_pending(pending.id)
         cookie = expired_cookie(session_cookie_name(state.settings), https=state.settings.https)
         return redirect(request, "/login", cookies=[cookie])
 
@@ -255,47 +251,33 @@ class TwoFactorChallengeController(Controller):
                 )
             kwargs = {"recovery": code}
 
-        result = await _service(db_session, state).challenge(
+        # S29: count the attempt against the account before the code is checked.
+        await login_guard.refuse_challenge_if_throttled(request, state, pending.user_id)
+        service = _service(db_session, state)
+        result = await service.challenge(
             pending.id, ip_address=client_ip(request), user_agent=user_agent(request), **kwargs
         )
         user_id = result.user_id
         if result.outcome == "expired":
             return redirect(request, "/login", flash=("error", NO_PENDING))
-        if result.outcome == "throttled":
-            raise TooManyRequestsException(
-                detail=THROTTLED, headers={"Retry-After": str(result.retry_after)}
+        if result.outcome in ("wrong", "replay"):
+            assert user_id is not None
+            failures = await login_guard.after_challenge_failure(
+                request, state, user_id, method=method, replay=result.outcome == "replay"
             )
-        if result.outcome in ("wrong", "replay", "locked"):
-            name = "authn_mfa_replay" if result.outcome == "replay" else "authn_mfa_fail"
-            emit_security_event(
-                request,
-                name,
-                user_id=user_id,
-                actor_id=user_id,
-                outcome="failure",
-                method=method,
-                failures=result.failures,
-            )
-        if result.outcome == "locked":
-            emit_security_event(
-                request,
-                "authn_login_lock",
-                user_id=user_id,
-                actor_id=user_id,
-                outcome="failure",
-                reason="two_factor_failures",
-                failures=result.failures,
-            )
-            cookie = expired_cookie(session_cookie_name(settings), https=settings.https)
-            return redirect(request, "/login", flash=("error", TOO_MANY), cookies=[cookie])
-        if result.outcome == "replay":
-            return self._page(request, method, next_path, {"code": REPLAYED}, 422)
-        if result.outcome == "wrong":
+            if login_guard.challenge_locked(failures):
+                await service.end_pending(pending.id)
+                await login_guard.after_challenge_lock(request, state, user_id, failures)
+                cookie = expired_cookie(session_cookie_name(settings), https=settings.https)
+                return redirect(request, "/login", flash=("error", TOO_MANY), cookies=[cookie])
+            if result.outcome == "replay":
+                return self._page(request, method, next_path, {"code": REPLAYED}, 422)
             field = "code" if method == "totp" else "recovery_code"
             message = WRONG_CODE if method == "totp" else WRONG_RECOVERY
             return self._page(request, method, next_path, {field: message}, 422)
 
-        assert result.token is not None and result.session is not None
+        assert result.token is not None and result.session is not None and user_id is not None
+        await login_guard.after_challenge_success(state, user_id)
         await login_guard.after_login_success(
             request, state, "", user_id, via="two_factor", two_factor=method
         )

@@ -14,8 +14,9 @@ S25–S31).
   :mod:`secrets`, stored as SHA-256 hashes and consumed by a conditional UPDATE (S30). A fast
   hash is enough here: with 125 bits of entropy no guessing attack on a leaked hash is feasible,
   unlike with passwords.
-- The login challenge belongs to a pending session row (S12); 5 wrong codes per minute answer
-  429, the 10th wrong code ends the pending login (S29).
+- The login challenge belongs to a pending session row (S12). Its throttling (5 attempts a
+  minute and a back-off per account; from the 10th consecutive wrong code on, the pending login
+  ends) lives in :mod:`features.core.auth.login_guard`, beside the sign-in budgets (S29).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import math
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 import pyotp
@@ -39,7 +40,6 @@ from features.sessions.models import BrowserSession
 from features.sessions.service import SessionService
 from shared import clock
 from shared.config import Settings
-from shared.database.types import format_timestamp, parse_timestamp
 from shared.security.encryption import DecryptionError, SecretBox
 
 STEP_SECONDS = 30  # RFC 6238 §4.1 X = 30
@@ -52,10 +52,6 @@ RECOVERY_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # 32 symbols, no i, l, o
 RECOVERY_GROUPS = 5
 RECOVERY_GROUP_LENGTH = 5  # 25 symbols × 5 bits = 125 bits ≥ 112 (S30)
 RECOVERY_LOW = 2  # warn when this many or fewer are left
-
-FAILURE_WINDOW = timedelta(minutes=1)
-FAILURES_PER_WINDOW = 5  # S29: the next attempt within the minute answers 429
-FAILURES_MAX = 10  # S29: this many wrong codes end the pending login
 
 _PURPOSE = "two-factor-secret"
 logger = logging.getLogger(__name__)
@@ -158,6 +154,7 @@ class TwoFactorStatus:
 
     @property
     def codes_low(self) -> bool:
+        """True when 2FA is on and at most :data:`RECOVERY_LOW` (2) unused codes are left."""
         return self.enabled and self.remaining_codes <= RECOVERY_LOW
 
 
@@ -176,18 +173,14 @@ class ChallengeResult:
     """The outcome of one challenge attempt.
 
     ``outcome``: ``ok`` (signed in: ``token``/``session`` are the new session), ``wrong``,
-    ``replay`` (a valid but already used code), ``throttled`` (429 for ``retry_after`` seconds),
-    ``locked`` (the pending login ended after too many wrong codes) or ``expired`` (no pending
-    login any more). ``failures`` counts wrong codes of this pending login; ``remaining`` is
-    the number of unused recovery codes after using one.
+    ``replay`` (a valid but already used code) or ``expired`` (no pending login any more).
+    ``remaining`` is the number of unused recovery codes after using one.
     """
 
-    outcome: Literal["ok", "wrong", "replay", "throttled", "locked", "expired"]
+    outcome: Literal["ok", "wrong", "replay", "expired"]
     user_id: uuid.UUID | None = None
     token: str | None = None
     session: BrowserSession | None = None
-    retry_after: int = 0
-    failures: int = 0
     remaining: int | None = None
 
 
@@ -326,30 +319,18 @@ class TwoFactorService:
         ip_address: str | None,
         user_agent: str | None,
     ) -> ChallengeResult:
-        """One attempt at the login challenge of the pending session ``pending_id`` (S12, S29).
+        """One attempt at the login challenge of the pending session ``pending_id`` (S12).
 
         Give a normalised ``totp`` code or a normalised ``recovery`` code. The pending row is
         locked for the attempt. On success it is deleted and a new session starts with a new
-        id and the "remember me" choice of the password step (S12). A wrong code is recorded;
-        5 within a minute throttle further attempts, the 10th ends the pending login.
+        id and the "remember me" choice of the password step (S12). A wrong code changes
+        nothing here: the caller counts it (``login_guard``, S29) before and after the attempt.
         """
-        now = clock.now()
         row = await self.sessions.get_for_update(pending_id)
-        if row is None or row.pending_2fa_until is None or now > row.pending_2fa_until:
+        if row is None or row.pending_2fa_until is None or clock.now() > row.pending_2fa_until:
             await self.session.rollback()
             return ChallengeResult(outcome="expired")
         user_id = row.user_id
-        failures = _failures(row.payload)
-        recent = [f for f in failures if now - f < FAILURE_WINDOW]
-        if len(recent) >= FAILURES_PER_WINDOW:
-            await self.session.rollback()
-            wait = FAILURE_WINDOW - (now - recent[-FAILURES_PER_WINDOW])
-            return ChallengeResult(
-                outcome="throttled",
-                user_id=user_id,
-                retry_after=max(1, math.ceil(wait.total_seconds())),
-                failures=len(failures),
-            )
 
         outcome: Literal["ok", "wrong", "replay"]
         remaining: int | None = None
@@ -359,32 +340,26 @@ class TwoFactorService:
             remaining = await self.use_recovery_code(user_id, recovery or "")
             outcome = "ok" if remaining is not None else "wrong"
 
-        if outcome == "ok":
-            remember = row.remember
-            await self.sessions.end(row.id)
-            token, new_row = await self.sessions.start(
-                user_id,
-                remember=remember,
-                ip_address=ip_address,
-                user_agent=user_agent,
-            )
-            await self.session.commit()
-            return ChallengeResult(
-                outcome="ok", user_id=user_id, token=token, session=new_row, remaining=remaining
-            )
-
-        failures.append(now)
-        if len(failures) >= FAILURES_MAX:
-            await self.sessions.end(row.id)
-            await self.session.commit()
-            return ChallengeResult(outcome="locked", user_id=user_id, failures=len(failures))
-        row.payload = {
-            **row.payload,
-            "mfa_failures": [format_timestamp(f) for f in failures[-FAILURES_MAX:]],
-        }
-        await self.session.flush()
+        if outcome != "ok":
+            await self.session.rollback()
+            return ChallengeResult(outcome=outcome, user_id=user_id)
+        remember = row.remember
+        await self.sessions.end(row.id)
+        token, new_row = await self.sessions.start(
+            user_id,
+            remember=remember,
+            ip_address=ip_address,
+            user_agent=user_agent,
+        )
         await self.session.commit()
-        return ChallengeResult(outcome=outcome, user_id=user_id, failures=len(failures))
+        return ChallengeResult(
+            outcome="ok", user_id=user_id, token=token, session=new_row, remaining=remaining
+        )
+
+    async def end_pending(self, pending_id: uuid.UUID) -> None:
+        """End the pending login ``pending_id`` (cancelled, or too many wrong codes) and commit."""
+        await self.sessions.end(pending_id)
+        await self.session.commit()
 
     async def _new_codes(self, user_id: uuid.UUID) -> list[str]:
         codes = [new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
@@ -399,15 +374,3 @@ class TwoFactorService:
             raise TwoFactorError(
                 "The two-factor key cannot be read with the configured ENCRYPTION_KEY."
             ) from exc
-
-
-def _failures(payload: dict | None) -> list[datetime]:
-    values = (payload or {}).get("mfa_failures")
-    out: list[datetime] = []
-    if isinstance(values, list):
-        for value in values:
-            try:
-                out.append(parse_timestamp(value))
-            except (TypeError, ValueError):
-                continue
-    return sorted(out)

@@ -1,0 +1,125 @@
+"""``make run`` as the README starts it: the app, not the server in front of it, decides who
+the client is (SECURITY.md S9), and HEAD works wherever GET does (RFC 9110 §9.3.2).
+
+``make run`` serves with ``litestar run``, i.e. uvicorn, which by default believes
+``X-Forwarded-For`` from 127.0.0.1; a local client could then pick any address and get a new
+sign-in budget with every request, even with ``TRUSTED_PROXIES`` empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from features.audit.models import AuditEvent
+from shared.config import ROOT_DIR
+from shared.database import Database
+from tests.accounts import create_account
+from tests.conftest import SECRET_KEY
+from tests.support import csrf
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """``make run PORT=…`` on a new SQLite file; yields ``(base URL, database URL)``."""
+    tmp_path = tmp_path_factory.mktemp("make-run")
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite'}"
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "APP_URL": base_url,
+        "SECRET_KEY": SECRET_KEY,
+        "DATABASE_URL": database_url,
+        "STORAGE_DIR": str(tmp_path / "assets"),
+        "TRUSTED_PROXIES": "",
+    }
+    env.pop("FORWARDED_ALLOW_IPS", None)  # as on a fresh machine
+    log = tmp_path / "make-run.log"
+    process = subprocess.Popen(
+        ["make", "run", f"PORT={port}"],
+        cwd=ROOT_DIR,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # make, the shell and the server: one process group
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        yield base_url, database_url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+async def test_s9_make_run_ignores_forwarded_for_from_a_local_client(make_run):
+    base_url, database_url = make_run
+    db = Database(database_url)
+    try:
+        await create_account(db, "ann@example.com")
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            token = await csrf(client, "/login")
+            data = {
+                "email": "ann@example.com",
+                "password": "wrong password 1",
+                "_csrf_token": token,
+            }
+            for n in range(5):
+                forged = {"X-Forwarded-For": f"198.51.100.{n + 1}"}
+                response = await client.post("/login", data=data, headers=forged)
+                assert response.status_code == 422
+            await asyncio.sleep(
+                1.1
+            )  # past the account back-off: only the (email, IP) budget is left
+            forged = {"X-Forwarded-For": "198.51.100.99"}
+            response = await client.post("/login", data=data, headers=forged)
+            assert response.status_code == 429  # the same client, whatever it claims
+        for _ in range(100):  # the audit listener writes after the response
+            async with db.reader() as session:
+                addresses = list(await session.scalars(select(AuditEvent.ip_address)))
+            if len(addresses) >= 6:
+                break
+            await asyncio.sleep(0.05)
+        assert len(addresses) == 6 and set(addresses) == {"127.0.0.1"}  # the socket peer
+    finally:
+        await db.dispose()
+
+
+def test_s24_head_through_the_real_server_sends_headers_only(make_run):
+    base_url, _ = make_run
+    for path, status in (("/login", 200), ("/healthz", 200), ("/static/app.css", 200)):
+        get = httpx.get(base_url + path, timeout=10)
+        head = httpx.head(base_url + path, timeout=10)  # what `curl -I` sends
+        assert get.status_code == head.status_code == status, path
+        assert head.content == b"" and get.content, path
+        assert head.headers["content-type"] == get.headers["content-type"], path
+    assert httpx.head(base_url + "/logout", timeout=10).status_code == 405
