@@ -20,7 +20,8 @@ install: $(STAMP) ## create .venv and install the hash-pinned dependencies
 # The benchmark's stack peer (FastAPI) comes from its own hash-pinned file, a superset of
 # requirements-dev.txt; the suite needs it too (its smoke test runs the whole harness).
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r bench/requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r bench/requirements.txt
+	$(BIN)/python -m pip check
 	touch $(BENCH_STAMP)
 
 migrate: install ## bring the database (DATABASE_URL, default db/app.sqlite) to the newest schema
