@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -86,7 +87,14 @@ def parse(argv: list[str]) -> tuple[Options, argparse.Namespace]:
     return options, args
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so every started server is stopped
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM, and SIGINT even when a background shell ignored it, stop the servers cleanly.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     options, _ = parse(sys.argv[1:] if argv is None else argv)
     try:
         result = Runner(options).run()

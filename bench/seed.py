@@ -180,10 +180,12 @@ async def insert_rows(url: str, size: SeedSize) -> datetime:
 
 
 async def delete_since(url: str, since: datetime) -> None:
-    """Delete what a benchmark run wrote after ``since``: tasks, sessions, audit events, notifications.
+    """Delete the tasks and sessions a benchmark run created after ``since``.
 
     Runs between measured runs, so every run starts from the same data (a write scenario
-    would otherwise grow the task lists the read scenarios render).
+    would otherwise grow the task lists the read scenarios render). Audit events and
+    notifications stay: without the audit trail of earlier sign-ins every benchmark login
+    would count as a new device and store a notification, which a steady state does not do.
     """
     from models import load_models
 
@@ -194,12 +196,6 @@ async def delete_since(url: str, since: datetime) -> None:
             await conn.execute(delete(tables["tasks"]).where(tables["tasks"].c.created_at > since))
             await conn.execute(
                 delete(tables["sessions"]).where(tables["sessions"].c.created_at > since)
-            )
-            await conn.execute(
-                delete(tables["audit_events"]).where(tables["audit_events"].c.occurred_at > since)
-            )
-            await conn.execute(
-                delete(tables["notifications"]).where(tables["notifications"].c.created_at > since)
             )
     finally:
         await db.dispose()
