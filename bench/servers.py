@@ -66,6 +66,8 @@ def app_target(database_url: str, secret_key: str, folder: Path) -> Target:
             "DATABASE_URL": database_url,
             "STORAGE_DIR": str(folder / "assets"),
             "BACKUP_DIR": str(folder / "backups"),
+            # Production refuses to start without a mail transport: mail goes to a folder.
+            "MAIL_URL": f"file://{folder / 'mail'}",
         },
     )
 
