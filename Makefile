@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -17,6 +18,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP) ## create .venv and install the hash-pinned dependencies
 
+# The benchmark's stack peer (FastAPI) comes from its own hash-pinned file, a superset of
+# requirements-dev.txt; the suite needs it too (its smoke test runs the whole harness).
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r bench/requirements.txt
+	$(BIN)/python -m pip check
+	touch $(BENCH_STAMP)
+
 migrate: install ## bring the database (DATABASE_URL, default db/app.sqlite) to the newest schema
 	mkdir -p db
 	$(BIN)/alembic upgrade head
@@ -27,8 +35,12 @@ migrate: install ## bring the database (DATABASE_URL, default db/app.sqlite) to 
 run: migrate ## install, migrate and serve on http://127.0.0.1:8000
 	FORWARDED_ALLOW_IPS= $(BIN)/litestar --app-dir src run --host $(HOST) --port $(PORT)
 
-test: install ## run the whole test suite (browser tests need Chromium: see README)
+test: install $(BENCH_STAMP) ## run the whole test suite (browser tests need Chromium, the bench smoke test wrk: see README)
 	$(BIN)/pytest
+
+bench: install $(BENCH_STAMP) ## load benchmark with wrk (see README "Benchmarks"); BENCH_ARGS="--runs 3 ..." to change it
+	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk: apt-get install wrk (README, System packages)" >&2; exit 2; }
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -39,4 +51,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts bench/.work

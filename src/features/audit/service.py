@@ -109,12 +109,12 @@ async def is_new_device(
     details and IP column).
     """
     async with db.reader() as session:
-        earlier = await AuditRepository(session).recent_for_user(user_id, 200, LOGIN_EVENTS)
+        earlier = await AuditRepository(session).recent_origins(user_id, 200, LOGIN_EVENTS)
     return not any(
-        e.ip_address == ip_address
-        and e.details.get("browser") == device.browser
-        and e.details.get("os") == device.os
-        for e in earlier
+        ip == ip_address
+        and (details or {}).get("browser") == device.browser
+        and (details or {}).get("os") == device.os
+        for ip, details in earlier
     )
 
 

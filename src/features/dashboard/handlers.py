@@ -22,8 +22,8 @@ def week_start(now: datetime) -> datetime:
 
 @get("/dashboard", name="dashboard")
 async def dashboard(request: Request, db_session: NamedDependency[AsyncSession]) -> Template:
-    """Task figures (one aggregate query) and the five newest tasks."""
-    tasks = TaskService(db_session)
-    stats = await tasks.stats(request.user.id, week_start(clock.now()))
-    recent = await tasks.recent(request.user.id, 5)
-    return page(request, "dashboard/index.html", {"stats": stats, "recent": recent})
+    """Task figures and the five newest tasks (one query)."""
+    overview = await TaskService(db_session).overview(request.user.id, week_start(clock.now()), 5)
+    return page(
+        request, "dashboard/index.html", {"stats": overview.stats, "recent": overview.recent}
+    )

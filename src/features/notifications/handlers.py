@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from features.notifications.live import CLOSE, Hub, LiveNotification
 from features.notifications.schemas import FILTERS, PER_PAGE, parse_id, parse_query
 from features.notifications.service import NotificationNotFound, NotificationService
+from shared.database.dependencies import request_reader
 from shared.database.repository import PageOutOfRange
 from shared.web.forms import read_form
 from shared.web.render import page, redirect, safe_next
@@ -194,10 +195,14 @@ class NotificationController(Controller):
 
 async def bell_context(request: Request) -> dict[str, Any]:
     """Layout context for the navigation bell: ``notification_bell`` (unread count and the
-    10 newest) for a signed-in user, in one query on a short-lived reader session.
+    10 newest) for a signed-in user, in one query: on the page's reader session when the
+    handler had one (GET), else on a short-lived reader session.
     """
     user = request.scope.get("user")
     if user is None or not user.verified:  # the layout shows no bell before verification
         return {}
+    shared = request_reader(request.scope)  # the page's own read transaction, if it has one
+    if shared is not None:
+        return {"notification_bell": await NotificationService(shared).bell(user.id)}
     async with request.app.state.db.reader() as session:
         return {"notification_bell": await NotificationService(session).bell(user.id)}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 from sqlalchemy.orm import aliased
 
 from features.notifications.models import Notification
@@ -19,10 +19,14 @@ NEWEST_FIRST = (Notification.created_at.desc(), Notification.id.desc())
 
 @dataclass(frozen=True, slots=True)
 class Bell:
-    """What the navigation bell shows: the unread count and the newest few notifications."""
+    """What the navigation bell shows: the unread count and the newest few notifications.
+
+    ``recent`` holds Core rows with ``id``, ``type`` (a ``NotificationType``), ``title``,
+    ``message``, ``link``, ``read_at`` and ``created_at``, newest first.
+    """
 
     unread: int
-    recent: Sequence[Notification]
+    recent: Sequence[Row[Any]]
 
 
 def _unread_of(user_id: Any) -> Any:
@@ -34,6 +38,33 @@ def _unread_of(user_id: Any) -> Any:
         .where(other.user_id == user_id, other.read_at.is_(None))
         .scalar_subquery()
     )
+
+
+# The bell is on every signed-in page: its statement is built once (Core, bound parameters),
+# since building an aliased ORM statement per request cost more than running it (DESIGN.md §3).
+_n = Notification.__table__
+_other = _n.alias("other")
+_BELL_UNREAD = (
+    select(func.count())
+    .select_from(_other)
+    .where(_other.c.user_id == bindparam("user_id"), _other.c.read_at.is_(None))
+    .scalar_subquery()
+)
+_BELL = (
+    select(
+        _n.c.id,
+        _n.c.type,
+        _n.c.title,
+        _n.c.message,
+        _n.c.link,
+        _n.c.read_at,
+        _n.c.created_at,
+        _BELL_UNREAD.label("unread"),
+    )
+    .where(_n.c.user_id == bindparam("user_id"))
+    .order_by(_n.c.created_at.desc(), _n.c.id.desc())
+    .limit(bindparam("limit"))
+)
 
 
 class NotificationRepository(Repository[Notification]):
@@ -78,15 +109,8 @@ class NotificationRepository(Repository[Notification]):
         The count rides along as a scalar subquery on every row; with no rows at all the
         user has no notifications, so the count is 0.
         """
-        rows = (
-            await self.session.execute(
-                select(Notification, _unread_of(user_id))
-                .where(Notification.user_id == user_id)
-                .order_by(*NEWEST_FIRST)
-                .limit(limit)
-            )
-        ).all()
-        return Bell(unread=rows[0][1] if rows else 0, recent=[row[0] for row in rows])
+        rows = (await self.session.execute(_BELL, {"user_id": user_id, "limit": limit})).all()
+        return Bell(unread=rows[0].unread if rows else 0, recent=rows)
 
     async def after(
         self, user_id: uuid.UUID, after_id: uuid.UUID, limit: int

@@ -284,7 +284,7 @@ async def resolve(
     """
     if not token or len(token) > 128:
         return None
-    async with db.engine.connect() as conn:
+    async with db.single_read_engine.connect() as conn:  # one SELECT: no BEGIN on SQLite
         row = await repository.lookup(conn, token_hash(token))
         await conn.rollback()
     if row is None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import Row, Select, bindparam, case, delete, func, select, true
 
 from features.tasks.models import Task, TaskStatus
 from shared.database import Page, Repository, escape_like
@@ -29,6 +30,59 @@ class TaskStats:
     pending: int
     completed: int
     created_since: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOverview:
+    """The dashboard's task figures and newest tasks, read in one query.
+
+    ``recent`` holds Core rows with ``id``, ``title``, ``status`` (a :class:`TaskStatus`) and
+    ``created_at``, newest first.
+    """
+
+    stats: TaskStats
+    recent: list[Row[Any]]
+
+
+# Hot reads are built once and executed with bound parameters: constructing an ORM statement
+# per request costs more CPU than SQLite spends running it (DESIGN.md §3 cost model).
+_t = Task.__table__
+_FIGURES = select(
+    func.count().label("total"),
+    func.coalesce(func.sum(case((_t.c.status == TaskStatus.PENDING, 1), else_=0)), 0).label(
+        "pending"
+    ),
+    func.coalesce(func.sum(case((_t.c.status == TaskStatus.COMPLETED, 1), else_=0)), 0).label(
+        "completed"
+    ),
+    func.coalesce(func.sum(case((_t.c.created_at >= bindparam("since"), 1), else_=0)), 0).label(
+        "created_since"
+    ),
+).where(_t.c.user_id == bindparam("user_id"))
+
+
+@lru_cache(maxsize=8)
+def _newest(limit: int) -> Select[Any]:
+    """The ``limit`` newest tasks of ``:user_id`` (Core; built once per ``limit``)."""
+    return (
+        select(_t.c.id, _t.c.title, _t.c.status, _t.c.created_at)
+        .where(_t.c.user_id == bindparam("user_id"))
+        .order_by(_t.c.created_at.desc(), _t.c.id.desc())
+        .limit(limit)
+    )
+
+
+@lru_cache(maxsize=8)
+def _overview(limit: int) -> Select[Any]:
+    """Figures (one row, always) LEFT JOIN the ``limit`` newest tasks: 1 to ``limit`` rows,
+    each carrying the figures; a user without tasks gets one row of figures and NULL tasks."""
+    figures = _FIGURES.subquery("figures")
+    newest = _newest(limit).subquery("newest")
+    return (
+        select(figures, newest)
+        .select_from(figures.outerjoin(newest, true()))
+        .order_by(newest.c.created_at.desc(), newest.c.id.desc())
+    )
 
 
 class TaskRepository(Repository[Task]):
@@ -64,30 +118,35 @@ class TaskRepository(Repository[Task]):
             stmt = stmt.where(Task.status == status)
         return await self.paginate(stmt.order_by(*SORTS[sort]), page, per_page)
 
-    async def recent(self, user_id: uuid.UUID, limit: int) -> list[Task]:
-        """The ``limit`` newest tasks of ``user_id``."""
-        rows = await self.session.scalars(
-            select(Task).where(Task.user_id == user_id).order_by(*SORTS["created"]).limit(limit)
-        )
-        return list(rows)
+    async def recent(self, user_id: uuid.UUID, limit: int) -> list[Row[Any]]:
+        """The ``limit`` newest tasks of ``user_id`` (rows as in :class:`TaskOverview`)."""
+        return list((await self.session.execute(_newest(limit), {"user_id": user_id})).all())
 
     async def stats(self, user_id: uuid.UUID, since: datetime) -> TaskStats:
         """Totals for ``user_id`` in one aggregate query."""
-        row = (
-            await self.session.execute(
-                select(
-                    func.count(),
-                    func.coalesce(
-                        func.sum(case((Task.status == TaskStatus.PENDING, 1), else_=0)), 0
-                    ),
-                    func.coalesce(
-                        func.sum(case((Task.status == TaskStatus.COMPLETED, 1), else_=0)), 0
-                    ),
-                    func.coalesce(func.sum(case((Task.created_at >= since, 1), else_=0)), 0),
-                ).where(Task.user_id == user_id)
-            )
-        ).one()
-        return TaskStats(total=row[0], pending=row[1], completed=row[2], created_since=row[3])
+        row = (await self.session.execute(_FIGURES, {"user_id": user_id, "since": since})).one()
+        return TaskStats(
+            total=row.total,
+            pending=row.pending,
+            completed=row.completed,
+            created_since=row.created_since,
+        )
+
+    async def overview(self, user_id: uuid.UUID, since: datetime, limit: int) -> TaskOverview:
+        """:meth:`stats` and :meth:`recent` in one query (one round trip for the dashboard)."""
+        rows = (
+            await self.session.execute(_overview(limit), {"user_id": user_id, "since": since})
+        ).all()
+        first = rows[0]  # the figures row always exists
+        return TaskOverview(
+            stats=TaskStats(
+                total=first.total,
+                pending=first.pending,
+                completed=first.completed,
+                created_since=first.created_since,
+            ),
+            recent=[row for row in rows if row.id is not None],
+        )
 
     async def delete_owned(self, user_id: uuid.UUID, task_id: uuid.UUID) -> int:
         """Delete the task if ``user_id`` owns it; returns rows deleted (0 or 1)."""

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.tasks.models import Task, TaskStatus
-from features.tasks.repository import TaskRepository, TaskStats
+from features.tasks.repository import TaskOverview, TaskRepository, TaskStats
 from features.tasks.schemas import PER_PAGE, TaskQuery
 from shared.database import Page
 
-__all__ = ["TaskNotFound", "TaskService", "TaskStats", "TaskStatus"]
+__all__ = ["TaskNotFound", "TaskOverview", "TaskService", "TaskStats", "TaskStatus"]
 
 
 class TaskNotFound(LookupError):
@@ -74,9 +76,13 @@ class TaskService:
         """Total, pending, completed, and created since ``since`` (one query)."""
         return await self.tasks.stats(user_id, since)
 
-    async def recent(self, user_id: uuid.UUID, limit: int = 5) -> list[Task]:
-        """The newest ``limit`` tasks."""
+    async def recent(self, user_id: uuid.UUID, limit: int = 5) -> list[Row[Any]]:
+        """The newest ``limit`` tasks (rows with ``id``, ``title``, ``status``, ``created_at``)."""
         return await self.tasks.recent(user_id, limit)
+
+    async def overview(self, user_id: uuid.UUID, since: datetime, limit: int = 5) -> TaskOverview:
+        """The figures of :meth:`stats` and the newest ``limit`` tasks, in one query."""
+        return await self.tasks.overview(user_id, since, limit)
 
     async def count_all(self) -> int:
         """How many tasks exist in total, of every owner (for the admin dashboard)."""

@@ -102,8 +102,8 @@ class ThrottleStore(Protocol):
         """Set ``key`` to ``count`` until ``expires_at``."""
         ...
 
-    async def clear(self, key: str) -> None:
-        """Forget ``key``."""
+    async def clear(self, *keys: str) -> None:
+        """Forget every one of ``keys`` (in one operation)."""
         ...
 
 
@@ -136,7 +136,7 @@ class DatabaseThrottleStore:
 
     async def peek(self, key: str, now: datetime) -> Bucket | None:
         t = throttle_counters
-        async with self.db.engine.connect() as conn:
+        async with self.db.single_read_engine.connect() as conn:  # one SELECT
             row = (
                 await conn.execute(select(t.c.count, t.c.expires_at).where(t.c.key == key))
             ).first()
@@ -154,9 +154,9 @@ class DatabaseThrottleStore:
         async with self.db.write_engine.begin() as conn:
             await conn.execute(stmt)
 
-    async def clear(self, key: str) -> None:
+    async def clear(self, *keys: str) -> None:
         async with self.db.write_engine.begin() as conn:
-            await conn.execute(delete(throttle_counters).where(throttle_counters.c.key == key))
+            await conn.execute(delete(throttle_counters).where(throttle_counters.c.key.in_(keys)))
 
     async def prune(self, now: datetime) -> int:
         """Delete expired counters; returns how many."""
@@ -203,8 +203,8 @@ class RedisThrottleStore:
         if ms > 0:
             await self.redis.set(self.prefix + key, count, px=ms)
 
-    async def clear(self, key: str) -> None:
-        await self.redis.delete(self.prefix + key)
+    async def clear(self, *keys: str) -> None:
+        await self.redis.delete(*(self.prefix + key for key in keys))
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -332,6 +332,4 @@ async def backoff_fail(state: Any, name: str, key: str) -> int:
 
 async def backoff_reset(state: Any, name: str, key: str) -> None:
     """End ``key``'s failure streak (call on success)."""
-    store = store_for(state)
-    await store.clear(_key("b", name, key))
-    await store.clear(_key("l", name, key))
+    await store_for(state).clear(_key("b", name, key), _key("l", name, key))

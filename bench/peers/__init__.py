@@ -1,0 +1,1 @@
+"""Comparison targets for the benchmark: the ceiling (bare ASGI) and the stack peer (FastAPI)."""

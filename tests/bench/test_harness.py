@@ -1,0 +1,84 @@
+"""The benchmark harness runs end to end (``python -m bench --smoke``).
+
+No timing is asserted here (speed is measured by ``make bench``, never by tests): the smoke
+run must seed, serve the app, the stack peer and the ceiling with Granian, drive every
+scenario with wrk, and write a well-formed result in which no run saw an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.run import WrkMissing, require_wrk
+from bench.scenarios import BY_NAME
+from shared.config import ROOT_DIR
+
+WRK_MISSING = (
+    "wrk is not installed: the benchmark smoke test needs the Debian package `wrk` "
+    "(apt-get install wrk; README, System packages)"
+)
+
+
+def test_missing_wrk_is_reported_with_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    with pytest.raises(WrkMissing, match=r"Debian package `wrk`"):
+        require_wrk()
+
+
+def test_smoke_run_produces_a_well_formed_result_without_errors(tmp_path: Path) -> None:
+    if shutil.which("wrk") is None:
+        pytest.fail(WRK_MISSING)
+    readme_before = (ROOT_DIR / "README.md").read_text()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--output", str(tmp_path)],
+        cwd=ROOT_DIR,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    [json_file] = tmp_path.glob("*.json")
+    result = json.loads(json_file.read_text())
+    backends = {"sqlite"} | ({"postgresql"} if os.environ.get("TEST_DATABASE_URL") else set())
+    meta = result["meta"]
+    assert meta["options"]["smoke"] is True
+    assert meta["machine"]["cpus"] >= 1 and meta["machine"]["cpu_model"]
+    assert len(meta["loadavg_start"]) == 3
+
+    # Every scenario ran on the app and the peer, and the ceiling ran, on every backend.
+    cells = {(s["backend"], s["scenario"], s["target"]) for s in result["summary"]}
+    for backend in backends:
+        for scenario in BY_NAME:
+            assert (backend, scenario, "app") in cells
+            assert (backend, scenario, "peer") in cells
+        assert (backend, "dashboard", "ceiling") in cells
+
+    for run in result["runs"]:
+        assert run["void"] is False, run
+        assert run["requests"] > 0 and run["rps"] > 0
+        assert sum(run["errors"].values()) == 0 and run["unexpected"] == 0
+        assert set(map(int, run["statuses"])) <= BY_NAME[run["scenario"]].expected
+        assert run["peak_rss_mib"] and all(m > 0 for m in run["peak_rss_mib"])
+        assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+        assert len(run["loadavg_before"]) == 3
+    for cell in result["summary"]:
+        if cell["target"] == "app":
+            assert cell["vs_peer"] > 0 and cell["vs_ceiling"] > 0
+    assert {b["backend"] for b in result["burst"]} == backends
+    assert all(b["errors"] == 0 and b["burst_logins_rps"] > 0 for b in result["burst"])
+    assert {s["backend"] for s in result["soak"]} == backends
+    assert all(s["requests"] > 0 and not s["void"] for s in result["soak"])
+    assert result["targets"], "the targets table is filled"
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "Signed-in dashboard" in markdown and "**Targets**" in markdown
+    assert (ROOT_DIR / "README.md").read_text() == readme_before  # smoke never publishes

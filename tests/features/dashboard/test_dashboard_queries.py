@@ -1,0 +1,60 @@
+"""What one signed-in page costs the database (DESIGN.md §3 cost model), counted, not timed.
+
+A signed-in GET reads: the session lookup (one statement, no transaction of its own on
+SQLite), then one read transaction for the page and the navigation bell together. It never
+writes while ``last_activity`` is fresh (written at most once per ``session_touch_seconds``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+from tests.support import register
+
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+@contextmanager
+def statements(app) -> Iterator[list[str]]:
+    """Every SQL statement the app sends while the block runs."""
+    seen: list[str] = []
+    engine = app.state.db.engine.sync_engine
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_dashboard_reads_in_one_transaction_and_writes_nothing(client, app):
+    await register(client, "ann@example.com")
+    await client.get("/dashboard")  # the sign-in's own writes are done
+    with statements(app) as seen:
+        page = await client.get("/dashboard")
+    assert page.status_code == 200 and 'data-stat="total">0<' in page.text
+    assert not [s for s in seen if s.startswith(WRITES)]
+    queries = [s for s in seen if s.startswith("SELECT")]
+    # session + user; figures + newest tasks; bell (unread count + newest notifications)
+    assert len(queries) == 3, queries
+    assert "JOIN users" in queries[0] and "FROM sessions" in queries[0]
+    assert "figures" in queries[1] and "FROM notifications" in queries[2]
+    if app.state.db.is_sqlite:
+        assert [s for s in seen if s.startswith("BEGIN")] == ["BEGIN"]
+
+
+async def test_task_list_and_its_bell_share_one_read_transaction(client, app):
+    await register(client, "ann@example.com")
+    await client.get("/tasks")
+    with statements(app) as seen:
+        page = await client.get("/tasks?q=report")
+    assert page.status_code == 200
+    assert not [s for s in seen if s.startswith(WRITES)]
+    if app.state.db.is_sqlite:
+        assert [s for s in seen if s.startswith("BEGIN")] == ["BEGIN"]
