@@ -9,9 +9,11 @@ import subprocess
 import sys
 import tarfile
 import threading
+import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 from litestar.testing import AsyncTestClient
 from PIL import Image
@@ -27,9 +29,12 @@ from features.backup.service import (
     restore_backup,
 )
 from shared.config import ROOT_DIR, Settings
-from tests.conftest import SECRET_KEY
+from shared.database.migrations import head_revision
+from tests.conftest import SECRET_KEY, TEST_DATABASE_URL
 from tests.ops.server import AppProcess, check_database, signed_in_client, task_titles
-from tests.support import DEFAULT_PASSWORD, login
+from tests.support import DEFAULT_PASSWORD, login, pg_admin_execute, pg_url_with_database
+
+README = (ROOT_DIR / "README.md").read_text()
 
 
 def _png(colour: str) -> bytes:
@@ -167,12 +172,72 @@ def test_backup_rotation_keeps_the_newest_archives(ops_dir: Path) -> None:
     assert "rotated out" in result.output
 
 
-def test_backup_and_restore_on_postgresql_point_to_pg_dump(tmp_path: Path) -> None:
+def _advice(tmp_path: Path) -> list[str]:
+    """The commands ``db backup`` prints on PostgreSQL (indented lines of its message)."""
     settings = _settings(tmp_path, database_url="postgresql+asyncpg://app@127.0.0.1/app")
+    outputs = []
     for command, args in ((backup_command, []), (restore_command, [__file__, "--yes"])):
         result = CliRunner().invoke(command, args, obj=settings)
         assert result.exit_code == 1
-        assert "pg_dump" in result.output
+        outputs.append(result.output)
+    assert outputs[0] == outputs[1]  # backup and restore give the same advice
+    return [line.strip() for line in outputs[0].splitlines() if line.startswith("  ")]
+
+
+def _sh(script: str, cwd: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        ["sh", "-ec", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_backup_and_restore_on_postgresql_print_commands_that_accept_database_url(
+    tmp_path: Path,
+) -> None:
+    pg_url, dump, restore = _advice(tmp_path)
+    assert pg_url.startswith("PG_URL=") and dump.startswith("pg_dump ")
+    assert restore.startswith("pg_restore ")
+    assert '"$PG_URL"' in dump and "$DATABASE_URL" not in dump and "$DATABASE_URL" not in restore
+    for command in (pg_url, dump, restore):
+        assert command in README, f"README (Backups) must show: {command}"
+    # The first line turns the app's URL into one libpq (pg_dump, pg_restore) accepts.
+    url = "postgresql+asyncpg://app:s3cret@db.internal:5433/slicestar?ssl=require"
+    shown = _sh(f'{pg_url}\nprintf "%s" "$PG_URL"', tmp_path, url)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == "postgresql://app:s3cret@db.internal:5433/slicestar?ssl=require"
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs PostgreSQL (TEST_DATABASE_URL)")
+def test_printed_pg_dump_and_pg_restore_commands_work_on_the_apps_database_url(
+    tmp_path: Path, pg_template: str
+) -> None:
+    pg_url, dump, restore = _advice(tmp_path)
+    source, target = (f"slicestar_t_{uuid.uuid4().hex[:12]}" for _ in range(2))
+    pg_admin_execute(
+        TEST_DATABASE_URL,
+        f'CREATE DATABASE "{source}" TEMPLATE "{pg_template}"',
+        f'CREATE DATABASE "{target}"',
+    )
+    try:
+        source_url = pg_url_with_database(TEST_DATABASE_URL, source)  # the app's +asyncpg URL
+        assert "+asyncpg" in source_url
+        (tmp_path / "db" / "backups").mkdir(parents=True)
+        dumped = _sh(f"{pg_url}\n{dump}", tmp_path, source_url)
+        assert dumped.returncode == 0, dumped.stderr
+        [archive] = (tmp_path / "db" / "backups").glob("slicestar-*.dump")
+        restore_here = restore.replace("slicestar-….dump", archive.name)
+        target_url = pg_url_with_database(TEST_DATABASE_URL, target)
+        restored = _sh(f"{pg_url}\n{restore_here}", tmp_path, target_url)
+        assert restored.returncode == 0, restored.stderr
+        check = _sh(f'{pg_url}\npsql "$PG_URL" -Atc "SELECT version_num FROM alembic_version"',
+                    tmp_path, target_url)  # fmt: skip
+        assert check.stdout.strip() == head_revision(ROOT_DIR / "alembic.ini"), check.stderr
+    finally:
+        pg_admin_execute(
+            TEST_DATABASE_URL,
+            f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)',
+            f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)',
+        )
 
 
 def test_restore_refuses_an_archive_with_unsafe_paths_or_a_damaged_database(ops_dir: Path) -> None:
