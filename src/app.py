@@ -130,6 +130,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=logging_config(settings.log_format, settings.app_env, settings.log_level),
         debug=False,
     )
+    for feature in FEATURES:  # ``setup_hooks``: settings-dependent set-up of the built app
+        for hook in getattr(feature, "setup_hooks", ()):
+            hook(app)
     app.asgi_handler = AccessLog(app.asgi_handler)  # outermost: logs 404s and errors too
     return app
 

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery
@@ -38,18 +38,36 @@ from features.assets.service import (
     storage_for,
 )
 from features.assets.uploads import IncomingFile, receive_files
+from shared.config import Settings
 from shared.database.repository import PageOutOfRange
 from shared.events import emit_security_event
 from shared.web.render import page, redirect
 
 NOT_FOUND = "That file does not exist."
-# The route's request body limit: one request carries at most this much, whatever the
-# per-file cap (ASSET_MAX_BYTES, default 10 MB) says. The upload script sends one file per
-# request; the form without JavaScript sends every chosen file in one request.
-UPLOAD_REQUEST_MAX_BYTES = 64 * 1024 * 1024
+UPLOAD_REQUEST_MIN_BYTES = 64 * 1024 * 1024
 ACCEPT = "image/jpeg,image/png,image/webp,image/gif,application/pdf,text/plain,.txt"
 # Served files: never sniffed, never scripted, never framed (S46).
 FILE_CSP = "sandbox; default-src 'none'; img-src 'self'; frame-ancestors 'none'"
+
+
+def upload_request_max_bytes(settings: Settings) -> int:
+    """The upload route's request body limit in bytes: ``max(64 MiB, 2 × ASSET_MAX_BYTES)``.
+
+    The upload script sends one file per request; the form without JavaScript sends every
+    chosen file in one request, so a request may carry more than one file's cap, but never
+    more than this (413). Raising ``ASSET_MAX_BYTES`` raises it with the cap (SECURITY.md S41).
+    """
+    return max(UPLOAD_REQUEST_MIN_BYTES, 2 * settings.asset_max_bytes)
+
+
+def set_upload_request_limit(app: Litestar) -> None:
+    """Give ``app``'s upload route the body limit of its settings (run once, before serving).
+
+    Route decorators are evaluated at import, before any settings exist; every app holds its
+    own copy of each route handler, so this sets the limit of that copy only.
+    """
+    handler = app.get_handler_index_by_name("assets.upload")["handler"]
+    handler.request_max_body_size = upload_request_max_bytes(app.state.settings)
 
 
 def _asset_id(raw: str) -> uuid.UUID:
@@ -168,7 +186,8 @@ class AssetController(Controller):
             raise NotFoundException("That page does not exist.")
         return await self._index(request, _service(request, db_session), number)
 
-    @post("/", name="assets.upload", request_max_body_size=UPLOAD_REQUEST_MAX_BYTES)
+    # The body limit is set per app from ASSET_MAX_BYTES: see set_upload_request_limit.
+    @post("/", name="assets.upload", request_max_body_size=UPLOAD_REQUEST_MIN_BYTES)
     async def upload(
         self, request: Request, db_session: NamedDependency[AsyncSession]
     ) -> Response[Any] | Template | Redirect:

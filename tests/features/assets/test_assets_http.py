@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from app import create_app
 from features.assets import handlers
-from features.assets.handlers import UPLOAD_REQUEST_MAX_BYTES
 from features.users.models import User
 from tests.features.assets.helpers import (
     PDF_BYTES,
@@ -173,11 +172,39 @@ async def test_s38_s41_quota_counts_only_the_owners_files(small):
     assert "1000 bytes of 2.4 KB used · 1 file" in (await small.get("/assets")).text
 
 
-async def test_s41_upload_route_sets_its_own_request_body_limit(app):
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("cap", "limit"),
+    [(10 * MiB, 64 * MiB), (1000, 64 * MiB), (32 * MiB, 64 * MiB), (40 * MiB, 80 * MiB)],
+)
+def test_s41_upload_route_body_limit_follows_asset_max_bytes(settings, cap, limit):
+    app = create_app(settings.model_copy(update={"asset_max_bytes": cap}))
     [route] = [r for r in app.routes if r.path == "/assets"]
     [handler] = [h for h in route.route_handlers if "POST" in h.http_methods]
-    assert handler.resolve_request_max_body_size() == UPLOAD_REQUEST_MAX_BYTES
-    assert UPLOAD_REQUEST_MAX_BYTES < 100 * 1024 * 1024
+    assert handler.resolve_request_max_body_size() == limit
+    # Only the upload route: every other route keeps the app's default limit.
+    delete = app.get_handler_index_by_name("assets.delete")["handler"]
+    assert delete.resolve_request_max_body_size() == 10_000_000
+
+
+async def test_s41_the_request_limit_grows_with_the_cap(settings, monkeypatch):
+    # Scaled down: a 5000-byte floor and a 4000-byte cap give an 8000-byte route limit (the
+    # real floor is 64 MiB). Two files at 3500 bytes pass the floor but fit the limit; three
+    # do not. The plain form carries them all in one request.
+    monkeypatch.setattr(handlers, "UPLOAD_REQUEST_MIN_BYTES", 5000)
+    app = create_app(settings.model_copy(update={"asset_max_bytes": 4000}))
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as browser:
+        browser.follow_redirects = False
+        token = await sign_up(browser, "ann@example.com")
+        two = [("files", (f"{n}.txt", b"t" * 3500, "text/plain")) for n in "ab"]
+        response = await browser.post("/assets", files=two, data={"_csrf_token": token})
+        assert response.status_code == 303, response.text
+        three = [("files", (f"{n}.txt", b"t" * 3500, "text/plain")) for n in "cde"]
+        response = await browser.post("/assets", files=three, data={"_csrf_token": token})
+        assert response.status_code == 413
+    assert sorted(a.original_name for a in await assets_in_db(app)) == ["a.txt", "b.txt"]
 
 
 @pytest.mark.parametrize("js", [True, False], ids=["streamed", "form"])
