@@ -219,8 +219,18 @@ async def test_s41_a_body_over_the_route_limit_is_413_before_the_handler_runs(
     token = await sign_up(client, "ann@example.com")
     response = await upload(client, token, "big.txt", b"z" * 6000, js=js)
     assert response.status_code == 413
-    if js:  # streamed: the handler sees Litestar's 413 and records it
-        assert [(e["reason"], e["status"]) for e in rejections] == [("too_large", 413)]
+    reason = (
+        "The upload is too large: one upload may carry at most 4.9 KB in all, "
+        "and each file at most 10 MB. Choose fewer or smaller files."
+    )
+    if js:
+        assert response.json() == {"assets": [], "errors": [{"name": "", "message": reason}]}
+    else:  # the page says it too
+        assert reason in response.text and "<h1>Too large</h1>" in response.text
+    assert [(e["name"], e["reason"], e["status"]) for e in rejections] == [
+        ("upload_rejected", "too_large", 413)
+    ]
+    assert rejections[0]["user_id"] is not None
     ok = await upload(client, token, "small.txt", b"z" * 4000, js=js)
     assert ok.status_code in (201, 303)
     assert [a.original_name for a in await assets_in_db(app)] == ["small.txt"]
