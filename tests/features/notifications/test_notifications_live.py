@@ -12,12 +12,14 @@ import asyncio
 import re
 import shutil
 import sqlite3
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from features.notifications.models import Notification
 from features.notifications.service import notify_user
 from shared import clock
 from shared.database import Database
@@ -141,3 +143,46 @@ async def test_s14_an_open_stream_does_not_keep_an_idle_session_alive(one_server
         assert last_activity(db_path) == earlier
         assert (await tab.get(f"{one_server.url}/dashboard")).status_code == 200
         assert last_activity(db_path) > earlier  # a page view is activity
+
+
+def uuid7_at(unix_ms: int, rand: int = 12345) -> uuid.UUID:
+    """A UUIDv7 made at ``unix_ms`` (RFC 9562 §5.7)."""
+    return uuid.UUID(int=(unix_ms << 80) | (0x7 << 76) | (0b10 << 62) | rand)
+
+
+async def test_a_row_committed_late_with_an_older_id_still_reaches_an_open_stream(
+    one_server, db_path
+):
+    db = Database(f"sqlite+aiosqlite:///{db_path}")
+    try:
+        async with httpx.AsyncClient() as tab:
+            await sign_up(tab, one_server.url, "late@example.com")
+            owner = await user_id(db, "late@example.com")
+            # The page showed `shown`; the tab connects after it: `shown` is not sent again,
+            # even though the poller finds it inside its look-back window.
+            shown = await notify_user(db, owner, "info", "On the page", "m")
+            headers = {"Last-Event-ID": str(shown.id)}
+            async with open_stream(tab, one_server.url, headers) as stream:
+                newer = await notify_user(db, owner, "info", "Newer", "m")
+                assert (await stream.next(DELIVERY_SECONDS))["id"] == str(newer.id)
+                # Its id was made 1 s before `newer`'s, its commit lands only now (a slow
+                # transaction): the stream has sent a newer id, and must still send this one.
+                late_id = uuid7_at((newer.id.int >> 80) - 1000)
+                async with db.writer() as session:
+                    session.add(
+                        Notification(
+                            id=late_id,
+                            user_id=owner,
+                            type="info",
+                            title="Committed late",
+                            message="m",
+                        )
+                    )
+                    await session.commit()
+                late = await stream.next(DELIVERY_SECONDS)
+                assert late["id"] == str(late_id) and late["data"]["title"] == "Committed late"
+                assert late["data"]["unread"] == 3
+                await asyncio.sleep(1.5)  # more polls see all three rows: none is sent twice
+                assert stream.events.empty()
+    finally:
+        await db.dispose()
