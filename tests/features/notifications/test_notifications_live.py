@@ -1,9 +1,11 @@
-"""Live push across two worker processes on one SQLite file (issue 7, "Tests": the live test).
+"""Live push across two worker processes on one SQLite file.
 
 Two real uvicorn processes serve one database file (each polling it, or, with ``REDIS_URL``,
-one of them polling and both receiving over Redis pub/sub). A tab subscribed on process A receives a
-notification that another process writes within 2 seconds; a reconnect with ``Last-Event-ID``
-replays what it missed; SIGTERM ends open streams and the process exits cleanly.
+one of them polling and both receiving over Redis pub/sub). A tab subscribed on process A
+receives, within 2 seconds, the notification that an action on process B (enabling two-factor
+authentication) creates; a reconnect with ``Last-Event-ID`` (or the script's
+``?last_event_id=``) replays what it missed; SIGTERM ends open streams and the process exits
+cleanly.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from features.notifications.service import notify_user
 from shared import clock
 from shared.database import Database
 from shared.database.types import format_timestamp
+from tests.features.auth.two_factor.support import enable_two_factor
 from tests.features.notifications.servers import open_stream, start_server
-from tests.features.notifications.support import user_id
+from tests.features.notifications.support import rows, user_id
 from tests.support import DEFAULT_PASSWORD
 
 DELIVERY_SECONDS = 2.0
@@ -58,24 +61,28 @@ async def sign_up(client: httpx.AsyncClient, base_url: str, email: str) -> None:
     assert response.status_code == 303, response.text
 
 
-async def test_stream_on_a_receives_a_notification_written_elsewhere_within_2s(
-    two_servers, db_path
-):
+async def test_enabling_two_factor_through_b_reaches_a_stream_on_a_within_2s(two_servers, db_path):
     a, b = two_servers
     db = Database(f"sqlite+aiosqlite:///{db_path}")
     try:
-        async with httpx.AsyncClient() as tab:  # one browser: cookies for 127.0.0.1 on both ports
-            await sign_up(tab, b.url, "live@example.com")  # signed up through process B
+        # One browser: its cookies for 127.0.0.1 go to both ports. Pages are asked of B.
+        async with httpx.AsyncClient(base_url=b.url) as tab:
+            await sign_up(tab, b.url, "live@example.com")
             owner = await user_id(db, "live@example.com")
 
             async with open_stream(tab, a.url) as on_a, open_stream(tab, b.url) as on_b:
-                first = await notify_user(db, owner, "success", "Two-factor on", "m", "/settings")
-                got_a = await on_a.next(DELIVERY_SECONDS)
+                # A real action on B: confirm the password, read the key, send a code. Its
+                # security event becomes a notification in B's process (after the response).
+                secret, _ = await enable_two_factor(tab)
+                assert secret
+                got_a = await on_a.next(DELIVERY_SECONDS)  # within 2 s of B's answer
                 got_b = await on_b.next(DELIVERY_SECONDS)
+            [first] = await rows(db, owner)
+            assert first.data["event"] == "authn_mfa_enabled"
             for got in (got_a, got_b):
                 assert got["event"] == "notification"
                 assert got["id"] == str(first.id)
-                assert got["data"]["title"] == "Two-factor on"
+                assert got["data"]["title"] == "Two-factor authentication enabled"
                 assert got["data"]["unread"] == 1
                 assert got["data"]["link"] == "/settings"
 
