@@ -115,12 +115,16 @@ async def _read(response: httpx.Response, stream: Stream) -> None:
 
 @asynccontextmanager
 async def open_stream(
-    client: httpx.AsyncClient, base_url: str, headers: dict[str, str] | None = None
+    client: httpx.AsyncClient,
+    base_url: str,
+    headers: dict[str, str] | None = None,
+    query: str = "",
 ) -> AsyncIterator[Stream]:
-    """Open the event stream on ``base_url`` with ``client``'s cookies; wait until connected."""
+    """Open the event stream on ``base_url`` (plus ``query``, e.g. ``?last_event_id=…``) with
+    ``client``'s cookies; wait until connected."""
     stream = Stream()
     async with client.stream(
-        "GET", f"{base_url}/notifications/stream", headers=headers or {}, timeout=None
+        "GET", f"{base_url}/notifications/stream{query}", headers=headers or {}, timeout=None
     ) as response:
         assert response.status_code == 200, response.status_code
         assert response.headers["content-type"].startswith("text/event-stream")

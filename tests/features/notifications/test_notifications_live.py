@@ -110,6 +110,33 @@ async def test_enabling_two_factor_through_b_reaches_a_stream_on_a_within_2s(two
         await db.dispose()
 
 
+async def test_the_scripts_last_event_id_parameter_replays_what_was_missed(one_server, db_path):
+    """``notifications.js`` reconnects itself after a back-off and cannot set the
+    ``Last-Event-ID`` header, so it sends ``?last_event_id=``: the same replay."""
+    db = Database(f"sqlite+aiosqlite:///{db_path}")
+    try:
+        async with httpx.AsyncClient() as tab:
+            await sign_up(tab, one_server.url, "resume@example.com")
+            owner = await user_id(db, "resume@example.com")
+            seen, *missed = [
+                await notify_user(db, owner, "info", f"Note {i}", "m") for i in range(4)
+            ]
+            query = f"?last_event_id={seen.id}"
+            async with open_stream(tab, one_server.url, query=query) as stream:
+                replay = [await stream.next(DELIVERY_SECONDS) for _ in missed]
+                await asyncio.sleep(1.5)
+                assert stream.events.empty()  # not `seen`, and nothing twice
+            assert [e["id"] for e in replay] == [str(n.id) for n in missed]
+            assert [e["data"]["title"] for e in replay] == ["Note 1", "Note 2", "Note 3"]
+            assert [e["data"]["unread"] for e in replay] == [4, 4, 4]
+            # A malformed id is ignored (no replay), never an error.
+            async with open_stream(tab, one_server.url, query="?last_event_id=nope") as stream:
+                await asyncio.sleep(1.5)
+                assert stream.events.empty()
+    finally:
+        await db.dispose()
+
+
 async def test_sigterm_ends_open_streams_and_the_process_exits_cleanly(two_servers):
     a, _ = two_servers
     async with httpx.AsyncClient() as tab:
