@@ -3,22 +3,29 @@
 - The same user in two browser windows: enabling two-factor authentication in one (the real
   pages: password confirmation, the key read from the setup page, a TOTP code computed with
   pyotp) makes the bell count rise and a toast appear in the other, without a reload.
+- The stream drops (the server restarts): the page's script reconnects by itself after a
+  back-off, resumes after the last notification it saw (``?last_event_id=``) and shows what
+  was created meanwhile, once each.
 - Without JavaScript the next page load shows the count, and the list works with plain forms.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import time
 import uuid
 from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 from sqlalchemy import select
 
+from features.notifications.models import Notification
 from features.notifications.service import notify_user
 from features.users.models import User
 from shared.database import Database
 from tests.e2e.test_two_factor_flow import confirm_password_if_asked, fresh_code
+from tests.features.notifications.servers import free_port, start_server
 
 PASSWORD = "a long enough passphrase"
 
@@ -107,6 +114,71 @@ async def test_enabling_two_factor_in_one_window_shows_live_in_the_other(
     await shot(second, "list")
     for page in (first, second):
         await page.context.close()
+
+
+def uuid7_at(unix_ms: int, rand: int) -> uuid.UUID:
+    """A UUIDv7 made at ``unix_ms`` (RFC 9562 §5.7)."""
+    return uuid.UUID(int=(unix_ms << 80) | (0x7 << 76) | (0b10 << 62) | rand)
+
+
+async def add_notification(db: Database, owner: uuid.UUID, title: str, seconds_ago: int) -> str:
+    """Store a notification whose id was made ``seconds_ago``: older than the poller's
+    look-back window, so only the stream's resume can deliver it."""
+    made = uuid7_at(time.time_ns() // 1_000_000 - seconds_ago * 1000, rand=seconds_ago)
+    async with db.writer() as session:
+        session.add(Notification(id=made, user_id=owner, type="info", title=title, message="m"))
+        await session.commit()
+    return str(made)
+
+
+async def test_the_script_reconnects_after_the_stream_drops_and_shows_what_was_missed(
+    browser, sqlite_template: Path, tmp_path: Path, shot
+):
+    db_path = tmp_path / "app.sqlite"
+    shutil.copyfile(sqlite_template, db_path)
+    port = free_port()
+    server = start_server(db_path, tmp_path, "restart", port=port)
+    db = Database(f"sqlite+aiosqlite:///{db_path}")
+    page = await new_window(browser, server.url)
+    streams: list[str] = []
+    page.on(
+        "request", lambda r: streams.append(r.url) if "/notifications/stream" in r.url else None
+    )
+    try:
+        await register(page, "Rita Reconnect", "rita@example.com")
+        async with db.reader() as session:
+            owner = await session.scalar(select(User.id).where(User.email == "rita@example.com"))
+        seen = await add_notification(db, owner, "Seen before", seconds_ago=60)
+        async with page.expect_request(re.compile(rf"/notifications/stream\?last_event_id={seen}")):
+            await page.reload()  # the page shows it; the script resumes after it
+        await expect(page.locator("[data-bell-count]")).to_have_text("1")
+        await page.evaluate("window.__sameDocument = true")
+
+        # The server goes away (a restart, a deploy): the open stream ends.
+        assert server.stop() in (0, -15)
+        missed = [
+            await add_notification(db, owner, f"Missed {n}", seconds_ago=40 - n) for n in (1, 2)
+        ]
+        server = start_server(db_path, tmp_path, "restart", port=port)
+
+        # No reload: the script's own reconnect (1 s, 2 s, 4 s … back-off) brings them.
+        count = page.locator("[data-bell-count]")
+        await expect(count).to_have_text("3", timeout=30_000)
+        await expect(page.locator(".toast")).to_have_text(["Missed 1", "Missed 2"])
+        assert await page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+        await shot(page, "after-reconnect")
+        await page.locator(".bell-button").click()
+        await expect(page.locator(".bell-list .note-title")).to_have_text(
+            ["Missed 2", "Missed 1", "Seen before"]  # each once, newest first
+        )
+        await shot(page, "dropdown")
+        resumed = [url for url in streams if f"last_event_id={seen}" in url]
+        assert len(resumed) >= 2, streams  # the first connection and at least one reconnect
+        assert missed[1] > missed[0] > seen
+    finally:
+        await page.context.close()
+        await db.dispose()
+        server.stop()
 
 
 async def test_bell_and_list_work_without_javascript(

@@ -44,9 +44,12 @@ class Server:
             raise AssertionError(f"server did not stop: {self.log.read_text()[-2000:]}") from None
 
 
-def start_server(db_path: Path, workdir: Path, name: str, **env_extra: str) -> Server:
-    """Start ``uvicorn app:create_app`` on ``db_path`` (as tests/e2e/conftest.py does)."""
-    port = free_port()
+def start_server(
+    db_path: Path, workdir: Path, name: str, *, port: int | None = None, **env_extra: str
+) -> Server:
+    """Start ``uvicorn app:create_app`` on ``db_path`` (as tests/e2e/conftest.py does), on
+    ``port`` (a restart on the same address) or a free one."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -63,7 +66,7 @@ def start_server(db_path: Path, workdir: Path, name: str, **env_extra: str) -> S
          "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
         cwd=ROOT_DIR,
         env=env,
-        stdout=log.open("w"),
+        stdout=log.open("a"),
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     deadline = time.monotonic() + 30
