@@ -45,9 +45,15 @@ class Server:
 
 
 def start_server(
-    db_path: Path, workdir: Path, name: str, *, port: int | None = None, **env_extra: str
+    db_path: Path,
+    workdir: Path,
+    name: str,
+    *,
+    port: int | None = None,
+    factory: str = "app:create_app",
+    **env_extra: str,
 ) -> Server:
-    """Start ``uvicorn app:create_app`` on ``db_path`` (as tests/e2e/conftest.py does), on
+    """Start ``uvicorn <factory>`` on ``db_path`` (as tests/e2e/conftest.py does), on
     ``port`` (a restart on the same address) or a free one."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
@@ -62,7 +68,7 @@ def start_server(
     }
     log = workdir / f"{name}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app:create_app", "--factory", "--app-dir", "src",
+        [sys.executable, "-m", "uvicorn", factory, "--factory", "--app-dir", "src",
          "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
         cwd=ROOT_DIR,
         env=env,
