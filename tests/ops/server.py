@@ -179,6 +179,18 @@ def signed_in_client(base_url: str, email: str) -> tuple[httpx.Client, str]:
     return client, csrf_from(client.get("/tasks").text)
 
 
+def signed_in_with_password(base_url: str, email: str, password: str) -> httpx.Client:
+    """Sign ``email`` in through the login form; return the signed-in client (asserts 303)."""
+    client = httpx.Client(base_url=base_url, timeout=30, follow_redirects=False)
+    token = csrf_from(client.get("/login").text)
+    response = client.post(
+        "/login", data={"email": email, "password": password, "_csrf_token": token}
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/dashboard", response.headers["location"]
+    return client
+
+
 def task_titles(db_path: Path) -> set[str]:
     """Every task title in the database (read with plain sqlite3, after the server stopped)."""
     conn = sqlite3.connect(db_path)

@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from litestar.testing import AsyncTestClient
 from PIL import Image
 
 from app import create_app
@@ -31,8 +30,14 @@ from features.backup.service import (
 from shared.config import ROOT_DIR, Settings
 from shared.database.migrations import head_revision
 from tests.conftest import SECRET_KEY, TEST_DATABASE_URL
-from tests.ops.server import AppProcess, check_database, signed_in_client, task_titles
-from tests.support import DEFAULT_PASSWORD, login, pg_admin_execute, pg_url_with_database
+from tests.ops.server import (
+    AppProcess,
+    check_database,
+    signed_in_client,
+    signed_in_with_password,
+    task_titles,
+)
+from tests.support import DEFAULT_PASSWORD, pg_admin_execute, pg_url_with_database
 
 README = (ROOT_DIR / "README.md").read_text()
 
@@ -81,13 +86,20 @@ async def test_r6_backup_under_write_load_restores_into_a_fresh_folder_and_the_a
 ) -> None:
     server = AppProcess(ops_dir)
     server.start()
-    avatar = _png("teal")
-    (ops_dir / "assets" / "ab").mkdir(parents=True)
-    (ops_dir / "assets" / "ab" / "avatar.png").write_bytes(avatar)
     acknowledged: list[str] = []
     stop = threading.Event()
     try:
         client, token = signed_in_client(server.base_url, "r6@example.com")
+        # A real asset, uploaded through the app as the page's script does.
+        uploaded = client.post(
+            "/assets",
+            files={"file": ("teal.png", _png("teal"), "image/png")},
+            headers={"X-CSRF-Token": token, "Accept": "application/json"},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        asset_id = uploaded.json()["assets"][0]["id"]
+        served = client.get(f"/assets/{asset_id}/file")
+        assert served.status_code == 200 and served.headers["content-type"] == "image/webp"
 
         def write() -> None:
             with httpx.Client(base_url=server.base_url, cookies=client.cookies) as http:
@@ -115,10 +127,12 @@ async def test_r6_backup_under_write_load_restores_into_a_fresh_folder_and_the_a
         server.terminate()
     assert result.returncode == 0, result.stderr
     assert "integrity_check ok" in result.stdout
+    assert "2 asset files" in result.stdout  # the WebP rendition and its thumbnail
     archives = list_backups(ops_dir / "backups")
     assert len(archives) == 1
     assert oct(archives[0].stat().st_mode & 0o777) == "0o600"
 
+    # Restore into an empty folder, as on a new machine, with the operator's command.
     fresh = tmp_path_factory.mktemp("restored")
     restored = await asyncio.to_thread(_cli, fresh, "restore", "--yes", str(archives[0]))
     assert restored.returncode == 0, restored.stderr
@@ -126,18 +140,27 @@ async def test_r6_backup_under_write_load_restores_into_a_fresh_folder_and_the_a
     titles = task_titles(fresh / "app.sqlite")
     assert before_backup <= titles  # everything acknowledged before the backup started
     assert titles <= set(acknowledged)  # and nothing that was never acknowledged
-    assert (fresh / "assets" / "ab" / "avatar.png").read_bytes() == avatar
 
-    app = create_app(_settings(fresh))
-    async with AsyncTestClient(app=app, base_url="http://testserver.local") as browser:
-        browser.follow_redirects = False
-        assert (await login(browser, "r6@example.com", DEFAULT_PASSWORD)).status_code == 303
-        page = await browser.get("/tasks", params={"q": "task 0"})
-        assert page.status_code == 200
-        assert "task 0" in page.text
+    # The production server boots on the restored folder: ready, at the migration head.
+    again = AppProcess(fresh)
+    again.start()
+    try:
+        ready = httpx.get(f"{again.base_url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"database": "ok", "migrations": "ok"}
+        # The old password signs in; the old asset opens through the app, byte for byte.
+        browser = signed_in_with_password(again.base_url, "r6@example.com", DEFAULT_PASSWORD)
+        opened = browser.get(f"/assets/{asset_id}/file")
+        assert opened.status_code == 200
+        assert opened.content == served.content
+        assert browser.get(f"/assets/{asset_id}/thumb").status_code == 200
+        page = browser.get("/tasks", params={"q": "task 0"})
+        assert page.status_code == 200 and "task 0" in page.text
         # The backup folder is never served.
         for path in (f"/db/backups/{archives[0].name}", f"/backups/{archives[0].name}"):
-            assert (await browser.get(path)).status_code == 404
+            assert browser.get(path).status_code == 404
+    finally:
+        again.terminate()
 
 
 def test_restore_refuses_while_the_app_serves_unless_forced(ops_dir: Path) -> None:
