@@ -36,10 +36,12 @@ def free_port() -> int:
 
 
 class AppProcess:
-    """One Granian server process (1 worker) for the database in ``folder/app.sqlite``."""
+    """One Granian server process (1 worker) for the database in ``folder/app.sqlite``;
+    ``kill_timeout`` seconds after SIGTERM a worker still busy is killed."""
 
-    def __init__(self, folder: Path, **env: str) -> None:
+    def __init__(self, folder: Path, *, kill_timeout: int = 10, **env: str) -> None:
         self.folder = folder
+        self.kill_timeout = kill_timeout  # Granian's --workers-kill-timeout (GRACEFUL_TIMEOUT)
         self.db_path = folder / "app.sqlite"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -76,7 +78,7 @@ class AppProcess:
                 "--workers",
                 "1",
                 "--workers-kill-timeout",
-                "10",
+                str(self.kill_timeout),
             ],
             cwd=SRC,
             env=self.env,

@@ -8,9 +8,11 @@ or crashes, ``/readyz`` failing while ``/healthz`` stays up, and recovery once t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,6 +61,61 @@ def test_r8_sigterm_finishes_in_flight_request_checkpoints_and_exits_0(ops_dir: 
     wal = server.db_path.with_name("app.sqlite-wal")
     assert not wal.exists() or wal.stat().st_size == 0
     assert "written during shutdown" in task_titles(server.db_path)
+    check_database(server.db_path)
+
+
+def test_r8_a_request_still_running_after_the_graceful_timeout_is_cut_off_and_the_server_exits(
+    ops_dir: Path,
+) -> None:
+    kill_timeout = 2  # GRACEFUL_TIMEOUT, short for the test (20 s in the image)
+    server = AppProcess(ops_dir, kill_timeout=kill_timeout)
+    server.start()
+    client, _ = signed_in_client(server.base_url, "slow@example.com")
+    token = csrf_from(client.get("/assets").text)
+    cookies = "; ".join(f"{c.name}={c.value}" for c in client.cookies.jar)
+    boundary = "SlowClient0123"
+    head = (
+        f"POST /assets HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nCookie: {cookies}\r\n"
+        f"X-CSRF-Token: {token}\r\nAccept: application/json\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        "Content-Length: 1000000\r\n\r\n"
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="slow.txt"\r\n\r\n'
+    ).encode()
+    # A client that sends its upload a byte every 0.1 s: it would need hours to finish.
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(head)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                sock.sendall(b"x")
+                time.sleep(0.1)
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    try:
+        time.sleep(1)  # the upload is inside the handler, reading
+        sent_at = time.monotonic()
+        server.process.send_signal(15)  # SIGTERM, as `docker stop` sends
+        exit_code = server.process.wait(timeout=kill_timeout + 20)
+        took = time.monotonic() - sent_at
+        sock.settimeout(5)
+        answer = sock.recv(65536)  # b"" (closed) or a reset: never an HTTP answer
+    except ConnectionResetError:
+        answer = b""
+    finally:
+        stop.set()
+        sender.join(timeout=5)
+        sock.close()
+        server.kill()
+    assert exit_code == 0, server.log()[-2000:]
+    assert answer == b""
+    assert "Killing worker-1 after it refused to gracefully stop" in server.log()
+    # Bounded: the request got its graceful period, then the worker was killed; a generous
+    # margin above the timeout covers a busy machine (the point is "not until the client ends").
+    assert kill_timeout - 0.5 <= took < kill_timeout + 10, took
     check_database(server.db_path)
 
 
