@@ -75,7 +75,7 @@ def start_server(
         stdout=log.open("a"),
         stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # generous: a busy machine starts Python slowly
     while True:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
