@@ -6,12 +6,17 @@
 # db/.migrate.lock lets exactly one run `alembic upgrade head` at a time; the others wait, then
 # find the schema at head and do nothing. A failed migration stops the container (exit != 0)
 # before anything serves. SKIP_MIGRATIONS=1 skips the step.
+# Without DATABASE_URL, docker/database_url.py picks PostgreSQL when compose's `postgres` profile
+# runs (POSTGRES_HOST resolves), else SQLite in $DB_DIR, and logs which.
 set -eu
 
 APP_HOME=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
 cd "$APP_HOME"
 DB_DIR=${DB_DIR:-$APP_HOME/db}
 mkdir -p "$DB_DIR"
+export DB_DIR
+DATABASE_URL=$(python "$APP_HOME/docker/database_url.py")
+export DATABASE_URL
 
 if [ "${SKIP_MIGRATIONS:-0}" != "1" ]; then
   flock --timeout "${MIGRATE_LOCK_TIMEOUT:-300}" "$DB_DIR/.migrate.lock" alembic upgrade head

@@ -150,6 +150,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=logging_config(settings.log_format, settings.app_env, settings.log_level),
         debug=False,
     )
+    for feature in FEATURES:  # ``setup_hooks``: settings-dependent set-up of the built app
+        for hook in getattr(feature, "setup_hooks", ()):
+            hook(app)
     # Outermost: the access log (404s and errors too); inside it, HEAD answered as GET.
     app.asgi_handler = AccessLog(HeadAsGet(app.asgi_handler))
     return app

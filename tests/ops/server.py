@@ -38,10 +38,12 @@ def free_port() -> int:
 
 
 class AppProcess:
-    """One Granian server process (1 worker) for the database in ``folder/app.sqlite``."""
+    """One Granian server process (1 worker) for the database in ``folder/app.sqlite``;
+    ``kill_timeout`` seconds after SIGTERM a worker still busy is killed."""
 
-    def __init__(self, folder: Path, **env: str) -> None:
+    def __init__(self, folder: Path, *, kill_timeout: int = 10, **env: str) -> None:
         self.folder = folder
+        self.kill_timeout = kill_timeout  # Granian's --workers-kill-timeout (GRACEFUL_TIMEOUT)
         self.db_path = folder / "app.sqlite"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -80,7 +82,7 @@ class AppProcess:
                 "--workers",
                 "1",
                 "--workers-kill-timeout",
-                "10",
+                str(self.kill_timeout),
             ],
             cwd=SRC,
             env=self.env,
@@ -208,6 +210,18 @@ def signed_in_client(server: AppProcess, email: str) -> tuple[httpx.Client, str]
     )
     assert response.status_code == 303 and response.headers["location"] == "/dashboard"
     return client, csrf_from(client.get("/tasks").text)
+
+
+def signed_in_with_password(base_url: str, email: str, password: str) -> httpx.Client:
+    """Sign ``email`` in through the login form; return the signed-in client (asserts 303)."""
+    client = httpx.Client(base_url=base_url, timeout=30, follow_redirects=False)
+    token = csrf_from(client.get("/login").text)
+    response = client.post(
+        "/login", data={"email": email, "password": password, "_csrf_token": token}
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/dashboard", response.headers["location"]
+    return client
 
 
 def task_titles(db_path: Path) -> set[str]:

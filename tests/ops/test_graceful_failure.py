@@ -8,13 +8,17 @@ or crashes, ``/readyz`` failing while ``/healthz`` stays up, and recovery once t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.ops.server import (
     AppProcess,
@@ -23,6 +27,7 @@ from tests.ops.server import (
     signed_in_client,
     task_titles,
 )
+from tests.support import csrf_from
 
 
 def _create_task(client: httpx.Client, token: str, title: str) -> httpx.Response:
@@ -56,6 +61,61 @@ def test_r8_sigterm_finishes_in_flight_request_checkpoints_and_exits_0(ops_dir: 
     wal = server.db_path.with_name("app.sqlite-wal")
     assert not wal.exists() or wal.stat().st_size == 0
     assert "written during shutdown" in task_titles(server.db_path)
+    check_database(server.db_path)
+
+
+def test_r8_a_request_still_running_after_the_graceful_timeout_is_cut_off_and_the_server_exits(
+    ops_dir: Path,
+) -> None:
+    kill_timeout = 2  # GRACEFUL_TIMEOUT, short for the test (20 s in the image)
+    server = AppProcess(ops_dir, kill_timeout=kill_timeout)
+    server.start()
+    client, _ = signed_in_client(server.base_url, "slow@example.com")
+    token = csrf_from(client.get("/assets").text)
+    cookies = "; ".join(f"{c.name}={c.value}" for c in client.cookies.jar)
+    boundary = "SlowClient0123"
+    head = (
+        f"POST /assets HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nCookie: {cookies}\r\n"
+        f"X-CSRF-Token: {token}\r\nAccept: application/json\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        "Content-Length: 1000000\r\n\r\n"
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="slow.txt"\r\n\r\n'
+    ).encode()
+    # A client that sends its upload a byte every 0.1 s: it would need hours to finish.
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(head)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                sock.sendall(b"x")
+                time.sleep(0.1)
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    try:
+        time.sleep(1)  # the upload is inside the handler, reading
+        sent_at = time.monotonic()
+        server.process.send_signal(15)  # SIGTERM, as `docker stop` sends
+        exit_code = server.process.wait(timeout=kill_timeout + 20)
+        took = time.monotonic() - sent_at
+        sock.settimeout(5)
+        answer = sock.recv(65536)  # b"" (closed) or a reset: never an HTTP answer
+    except ConnectionResetError:
+        answer = b""
+    finally:
+        stop.set()
+        sender.join(timeout=5)
+        sock.close()
+        server.kill()
+    assert exit_code == 0, server.log()[-2000:]
+    assert answer == b""
+    assert "Killing worker-1 after it refused to gracefully stop" in server.log()
+    # Bounded: the request got its graceful period, then the worker was killed; a generous
+    # margin above the timeout covers a busy machine (the point is "not until the client ends").
+    assert kill_timeout - 0.5 <= took < kill_timeout + 10, took
     check_database(server.db_path)
 
 
@@ -186,3 +246,62 @@ def test_request_log_is_one_json_line_per_request_without_secrets(ops_dir: Path)
     assert cookie_values and not any(value in text for value in cookie_values)
     for secret in (token, reset, "secret-search", "correct horse"):
         assert secret not in text
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["streamed", "form"])
+def test_an_upload_the_client_aborts_is_logged_as_499_not_as_a_server_error(
+    ops_dir: Path, js: bool
+) -> None:
+    server = AppProcess(ops_dir)
+    server.start()
+    try:
+        client, _ = signed_in_client(server.base_url, "abort@example.com")
+        token = csrf_from(client.get("/assets").text)
+        boundary = "AbortedUpload0123"
+        fields = (
+            ""
+            if js
+            else (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="_csrf_token"\r\n\r\n'
+                f"{token}\r\n"
+            )
+        )
+        start = (
+            f"{fields}--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="big.txt"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode() + b"x" * 200_000
+        cookies = "; ".join(f"{c.name}={c.value}" for c in client.cookies.jar)
+        head = (
+            "POST /assets HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\n"
+            f"Cookie: {cookies}\r\n"
+            + (f"X-CSRF-Token: {token}\r\nAccept: application/json\r\n" if js else "")
+            + f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            "Content-Length: 5000000\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(head + start)  # then the browser tab is closed: 4.8 MB never come
+            time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while not [e for e in _access(server) if e["path"] == "/assets" and e["method"] == "POST"]:
+            assert time.monotonic() < deadline, server.log()[-3000:]
+            time.sleep(0.05)
+        assert client.get("/assets").status_code == 200  # the server is fine
+    finally:
+        server.terminate()
+    [entry] = [e for e in _access(server) if e["path"] == "/assets" and e["method"] == "POST"]
+    assert entry["status"] == 499 and entry["client_disconnected"] is True, entry
+    assert entry["message"] == "POST /assets 499 client disconnected"
+    assert entry["user_id"]
+    completed = [e for e in _access(server) if e["path"] == "/assets" and e["method"] == "GET"]
+    assert completed and all("client_disconnected" not in e for e in completed)
+    assert "Traceback" not in server.log() and "unhandled error" not in server.log()
+    incoming = ops_dir / "assets" / ".incoming"
+    assert not incoming.exists() or list(incoming.iterdir()) == []  # no work file left
+
+
+def _access(server: AppProcess) -> list[dict]:
+    """The request log lines (JSON) the server wrote so far."""
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    return [entry for entry in lines if entry["logger"] == "slicestar.access"]

@@ -12,9 +12,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Stream, Template
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,18 +39,68 @@ from features.assets.service import (
     storage_for,
 )
 from features.assets.uploads import IncomingFile, receive_files
+from shared.config import Settings
 from shared.database.repository import PageOutOfRange
 from shared.events import emit_security_event
+from shared.web.errors import http_exception_handler
 from shared.web.render import page, redirect
 
 NOT_FOUND = "That file does not exist."
-# The route's request body limit: one request carries at most this much, whatever the
-# per-file cap (ASSET_MAX_BYTES, default 10 MB) says. The upload script sends one file per
-# request; the form without JavaScript sends every chosen file in one request.
-UPLOAD_REQUEST_MAX_BYTES = 64 * 1024 * 1024
+UPLOAD_REQUEST_MIN_BYTES = 64 * 1024 * 1024
 ACCEPT = "image/jpeg,image/png,image/webp,image/gif,application/pdf,text/plain,.txt"
 # Served files: never sniffed, never scripted, never framed (S46).
 FILE_CSP = "sandbox; default-src 'none'; img-src 'self'; frame-ancestors 'none'"
+
+
+def upload_request_max_bytes(settings: Settings) -> int:
+    """The upload route's request body limit in bytes: ``max(64 MiB, 2 × ASSET_MAX_BYTES)``.
+
+    The upload script sends one file per request; the form without JavaScript sends every
+    chosen file in one request, so a request may carry more than one file's cap, but never
+    more than this (413). Raising ``ASSET_MAX_BYTES`` raises it with the cap (SECURITY.md S41).
+    """
+    return max(UPLOAD_REQUEST_MIN_BYTES, 2 * settings.asset_max_bytes)
+
+
+def set_upload_request_limit(app: Litestar) -> None:
+    """Give ``app``'s upload route the body limit of its settings (run once, before serving).
+
+    Route decorators are evaluated at import, before any settings exist; every app holds its
+    own copy of each route handler, so this sets the limit of that copy only.
+    """
+    handler = app.get_handler_index_by_name("assets.upload")["handler"]
+    handler.request_max_body_size = upload_request_max_bytes(app.state.settings)
+
+
+def upload_too_large(request: Request, exc: RequestEntityTooLarge) -> Response[Any]:
+    """413 for an upload whose body passes the route's limit (SECURITY.md S41, S52).
+
+    Litestar raises it while reading the body: for the plain form inside the CSRF middleware,
+    before the handler runs; for the upload script inside the handler. Either way the answer
+    names both limits (e.g. "64 MB in all, and each file at most 10 MB"; an error page, or
+    JSON for the script) and an ``upload_rejected`` event is recorded.
+    """
+    settings = request.app.state.settings
+    limit = request.route_handler.resolve_request_max_body_size() or 0
+    message = (
+        f"The upload is too large: one upload may carry at most {format_bytes(limit)} in all, "
+        f"and each file at most {format_bytes(settings.asset_max_bytes)}. "
+        "Choose fewer or smaller files."
+    )
+    user = request.scope.get("user")
+    emit_security_event(
+        request,
+        "upload_rejected",
+        user_id=getattr(user, "id", None),
+        outcome="failure",
+        reason="too_large",
+        status=413,
+    )
+    if _wants_json(request):
+        return Response(
+            {"assets": [], "errors": [{"name": "", "message": message}]}, status_code=413
+        )
+    return http_exception_handler(request, HTTPException(status_code=413, detail=message))
 
 
 def _asset_id(raw: str) -> uuid.UUID:
@@ -168,7 +219,13 @@ class AssetController(Controller):
             raise NotFoundException("That page does not exist.")
         return await self._index(request, _service(request, db_session), number)
 
-    @post("/", name="assets.upload", request_max_body_size=UPLOAD_REQUEST_MAX_BYTES)
+    # The body limit is set per app from ASSET_MAX_BYTES: see set_upload_request_limit.
+    @post(
+        "/",
+        name="assets.upload",
+        request_max_body_size=UPLOAD_REQUEST_MIN_BYTES,
+        exception_handlers={RequestEntityTooLarge: upload_too_large},
+    )
     async def upload(
         self, request: Request, db_session: NamedDependency[AsyncSession]
     ) -> Response[Any] | Template | Redirect:
@@ -196,7 +253,9 @@ class AssetController(Controller):
                         max_bytes=settings.asset_max_bytes,
                         max_files=MAX_FILES_PER_REQUEST,
                     )
-                except HTTPException as exc:  # body over the route limit, malformed, too many
+                except RequestEntityTooLarge:
+                    raise  # the body passed the route's limit: see upload_too_large
+                except HTTPException as exc:  # malformed, too many files
                     emit_security_event(
                         request,
                         "upload_rejected",

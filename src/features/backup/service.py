@@ -48,14 +48,31 @@ class BackupError(Exception):
     """A backup or restore could not be made; the message says why and what to do."""
 
 
+# What to run instead on PostgreSQL (also in README "Backups"). pg_dump and pg_restore take a
+# libpq URL, which has no "+asyncpg" driver part: PG_URL is DATABASE_URL without it.
+PG_URL_COMMAND = """PG_URL=$(printf '%s\\n' "$DATABASE_URL" | sed 's/+asyncpg//')"""
+PG_DUMP_COMMAND = (
+    'pg_dump --format=custom --file=db/backups/slicestar-$(date -u +%Y%m%dT%H%M%SZ).dump "$PG_URL"'
+)
+PG_RESTORE_COMMAND = (
+    'pg_restore --clean --if-exists --no-owner --dbname="$PG_URL" db/backups/slicestar-….dump'
+)
+
+
 class NotSQLite(BackupError):
-    """``DATABASE_URL`` is not an SQLite file: use the server's own tools (``pg_dump``)."""
+    """``DATABASE_URL`` is not an SQLite file: use the server's own tools (``pg_dump``).
+
+    The message gives the shell commands to run from the project folder (POSIX ``sh``).
+    """
 
     def __init__(self) -> None:
         super().__init__(
-            "DATABASE_URL is not an SQLite file. Back up PostgreSQL with pg_dump "
-            '(pg_dump --format=custom --file=backup.dump "$DATABASE_URL") and restore with '
-            "pg_restore; copy STORAGE_DIR beside it. See README, Backups."
+            "DATABASE_URL is not an SQLite file. Back up PostgreSQL with pg_dump and restore "
+            'with pg_restore; both take the URL without "+asyncpg":\n'
+            f"  {PG_URL_COMMAND}\n"
+            f"  {PG_DUMP_COMMAND}\n"
+            f"  {PG_RESTORE_COMMAND}\n"
+            "Copy STORAGE_DIR beside the dump. See README, Backups."
         )
 
 

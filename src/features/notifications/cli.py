@@ -27,6 +27,20 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
+def describe_duration(period: timedelta) -> str:
+    """``timedelta`` → ``90 days``, ``12 hours``, ``1 day 6 hours``, ``30 minutes``.
+
+    Whole minutes only (what :func:`parse_duration` produces); zero reads ``0 minutes``.
+    """
+    minutes = int(period.total_seconds() // 60)
+    parts = []
+    for size, unit in ((24 * 60, "day"), (60, "hour"), (1, "minute")):
+        count, minutes = divmod(minutes, size)
+        if count:
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return " ".join(parts) or "0 minutes"
+
+
 async def _prune(database_url: str, older_than: timedelta) -> int:
     db = Database(database_url)
     try:
@@ -58,4 +72,7 @@ def prune(older_than: str | None) -> None:
         else timedelta(days=settings.notification_retention_days)
     )
     count = asyncio.run(_prune(settings.database_url, period))
-    click.echo(f"Deleted {count} notification{'s' if count != 1 else ''} older than {period}.")
+    click.echo(
+        f"Deleted {count} notification{'s' if count != 1 else ''} "
+        f"older than {describe_duration(period)}."
+    )

@@ -16,7 +16,7 @@ from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from features.notifications.live import CLOSE, Hub, LiveNotification
+from features.notifications.live import CLOSE, Hub, LiveNotification, SeenIds
 from features.notifications.schemas import FILTERS, PER_PAGE, parse_id, parse_query
 from features.notifications.service import NotificationNotFound, NotificationService
 from shared.database.dependencies import request_reader
@@ -45,16 +45,23 @@ def _back(data: dict[str, str]) -> str:
 async def _events(
     request: Request, user_id: uuid.UUID, after: uuid.UUID | None, resume: bool
 ) -> AsyncIterator[ServerSentEventMessage]:
+    """The stream of one tab. ``after``: the newest notification the tab already has (the
+    page's, or the last one sent before a reconnect); with ``resume`` the rows newer than it
+    are replayed first. Then every item the hub delivers that this tab has not seen yet.
+    """
     hub: Hub = request.app.state.notification_hub
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STREAM_MAX_SECONDS
+    seen = SeenIds(hub)
     async with hub.subscribe(user_id) as queue:  # subscribe first: nothing slips between
         yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
-        if resume and after is not None:
+        if after is not None:
             async with request.app.state.db.reader() as session:
-                missed = await NotificationService(session).notifications.after(
-                    user_id, after, RESUME_LIMIT
-                )
+                notifications = NotificationService(session).notifications
+                # What the tab already has and the hub may still deliver (recent rows).
+                for shown in await notifications.ids_between(user_id, hub.window_floor(), after):
+                    seen.add(shown)
+                missed = await notifications.after(user_id, after, RESUME_LIMIT) if resume else []
             for notification, unread in missed:
                 yield _message(
                     LiveNotification(
@@ -68,7 +75,7 @@ async def _events(
                         unread=unread,
                     )
                 )
-                after = notification.id
+                seen.add(notification.id)
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -80,10 +87,10 @@ async def _events(
                 continue
             if item is CLOSE:
                 return
-            if after is not None and item.id <= after:
-                continue  # already shown on the page or sent before a reconnect
+            if item.id in seen:
+                continue  # already on the page, replayed above, or sent before
             yield _message(item)
-            after = item.id
+            seen.add(item.id)
 
 
 def _message(item: LiveNotification) -> ServerSentEventMessage:

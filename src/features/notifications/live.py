@@ -126,6 +126,11 @@ class Hub:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
+    def window_floor(self) -> uuid.UUID:
+        """Ids above this one may still be delivered by a coming poll: twice the look-back
+        window before now (ids come from other processes' clocks too)."""
+        return uuid7_floor(self.clock_ms() - 2 * self.lag_ms)
+
     @property
     def subscriber_count(self) -> int:
         """How many streams (open tabs) this process serves now."""
@@ -305,6 +310,33 @@ class RedisRelay:
         with contextlib.suppress(Exception):
             await self.client.eval(self._RELEASE, 1, self.lease_key, self.me)
         await self.client.aclose()
+
+
+class SeenIds:
+    """The notification ids one stream has sent, or that its page already showed.
+
+    A stream skips an item from the hub whose id is here, and nothing else: a row with an
+    *older* id that commits after a newer one was sent is still delivered (UUIDv7 ids are
+    made before the commit; the hub's look-back exists to catch such rows). Ids older than
+    :meth:`Hub.window_floor` can never be delivered again, so they are forgotten, and a
+    stream that stays open for minutes keeps only a few seconds' worth.
+    """
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._ids: set[uuid.UUID] = set()
+
+    def __contains__(self, notification_id: object) -> bool:
+        return notification_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, notification_id: uuid.UUID) -> None:
+        """Remember ``notification_id``; forget ids that left the look-back window."""
+        self._ids.add(notification_id)
+        floor = self.hub.window_floor()
+        self._ids = {seen for seen in self._ids if seen > floor}
 
 
 def _forget(seen: dict[uuid.UUID, int], horizon_ms: int) -> None:

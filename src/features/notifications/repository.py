@@ -126,6 +126,17 @@ class NotificationRepository(Repository[Notification]):
         )
         return list(rows.all())
 
+    async def ids_between(
+        self, user_id: uuid.UUID, above: uuid.UUID, up_to: uuid.UUID
+    ) -> list[uuid.UUID]:
+        """Ids of ``user_id``'s notifications with ``above < id <= up_to`` (primary-key range)."""
+        rows = await self.session.scalars(
+            select(Notification.id).where(
+                Notification.user_id == user_id, Notification.id > above, Notification.id <= up_to
+            )
+        )
+        return list(rows)
+
     async def newer_than(self, floor_id: uuid.UUID, limit: int) -> list[Row[tuple[Any, ...]]]:
         """Every user's notifications with ``id > floor_id`` (oldest first), each with its
         owner's unread count: the live poller's single query (primary-key range scan).

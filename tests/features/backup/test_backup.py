@@ -9,11 +9,12 @@ import subprocess
 import sys
 import tarfile
 import threading
+import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
-from litestar.testing import AsyncTestClient
 from PIL import Image
 
 from app import create_app
@@ -27,9 +28,18 @@ from features.backup.service import (
     restore_backup,
 )
 from shared.config import ROOT_DIR, Settings
-from tests.conftest import SECRET_KEY
-from tests.ops.server import AppProcess, check_database, signed_in_client, task_titles
-from tests.support import DEFAULT_PASSWORD, login
+from shared.database.migrations import head_revision
+from tests.conftest import SECRET_KEY, TEST_DATABASE_URL
+from tests.ops.server import (
+    AppProcess,
+    check_database,
+    signed_in_client,
+    signed_in_with_password,
+    task_titles,
+)
+from tests.support import DEFAULT_PASSWORD, pg_admin_execute, pg_url_with_database
+
+README = (ROOT_DIR / "README.md").read_text()
 
 
 def _png(colour: str) -> bytes:
@@ -76,13 +86,20 @@ async def test_r6_backup_under_write_load_restores_into_a_fresh_folder_and_the_a
 ) -> None:
     server = AppProcess(ops_dir)
     server.start()
-    avatar = _png("teal")
-    (ops_dir / "assets" / "ab").mkdir(parents=True)
-    (ops_dir / "assets" / "ab" / "avatar.png").write_bytes(avatar)
     acknowledged: list[str] = []
     stop = threading.Event()
     try:
         client, token = signed_in_client(server, "r6@example.com")
+        # A real asset, uploaded through the app as the page's script does.
+        uploaded = client.post(
+            "/assets",
+            files={"file": ("teal.png", _png("teal"), "image/png")},
+            headers={"X-CSRF-Token": token, "Accept": "application/json"},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        asset_id = uploaded.json()["assets"][0]["id"]
+        served = client.get(f"/assets/{asset_id}/file")
+        assert served.status_code == 200 and served.headers["content-type"] == "image/webp"
 
         def write() -> None:
             with httpx.Client(base_url=server.base_url, cookies=client.cookies) as http:
@@ -110,10 +127,12 @@ async def test_r6_backup_under_write_load_restores_into_a_fresh_folder_and_the_a
         server.terminate()
     assert result.returncode == 0, result.stderr
     assert "integrity_check ok" in result.stdout
+    assert "2 asset files" in result.stdout  # the WebP rendition and its thumbnail
     archives = list_backups(ops_dir / "backups")
     assert len(archives) == 1
     assert oct(archives[0].stat().st_mode & 0o777) == "0o600"
 
+    # Restore into an empty folder, as on a new machine, with the operator's command.
     fresh = tmp_path_factory.mktemp("restored")
     restored = await asyncio.to_thread(_cli, fresh, "restore", "--yes", str(archives[0]))
     assert restored.returncode == 0, restored.stderr
@@ -121,18 +140,27 @@ async def test_r6_backup_under_write_load_restores_into_a_fresh_folder_and_the_a
     titles = task_titles(fresh / "app.sqlite")
     assert before_backup <= titles  # everything acknowledged before the backup started
     assert titles <= set(acknowledged)  # and nothing that was never acknowledged
-    assert (fresh / "assets" / "ab" / "avatar.png").read_bytes() == avatar
 
-    app = create_app(_settings(fresh))
-    async with AsyncTestClient(app=app, base_url="http://testserver.local") as browser:
-        browser.follow_redirects = False
-        assert (await login(browser, "r6@example.com", DEFAULT_PASSWORD)).status_code == 303
-        page = await browser.get("/tasks", params={"q": "task 0"})
-        assert page.status_code == 200
-        assert "task 0" in page.text
+    # The production server boots on the restored folder: ready, at the migration head.
+    again = AppProcess(fresh)
+    again.start()
+    try:
+        ready = httpx.get(f"{again.base_url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"database": "ok", "migrations": "ok"}
+        # The old password signs in; the old asset opens through the app, byte for byte.
+        browser = signed_in_with_password(again.base_url, "r6@example.com", DEFAULT_PASSWORD)
+        opened = browser.get(f"/assets/{asset_id}/file")
+        assert opened.status_code == 200
+        assert opened.content == served.content
+        assert browser.get(f"/assets/{asset_id}/thumb").status_code == 200
+        page = browser.get("/tasks", params={"q": "task 0"})
+        assert page.status_code == 200 and "task 0" in page.text
         # The backup folder is never served.
         for path in (f"/db/backups/{archives[0].name}", f"/backups/{archives[0].name}"):
-            assert (await browser.get(path)).status_code == 404
+            assert browser.get(path).status_code == 404
+    finally:
+        again.terminate()
 
 
 def test_restore_refuses_while_the_app_serves_unless_forced(ops_dir: Path) -> None:
@@ -167,12 +195,72 @@ def test_backup_rotation_keeps_the_newest_archives(ops_dir: Path) -> None:
     assert "rotated out" in result.output
 
 
-def test_backup_and_restore_on_postgresql_point_to_pg_dump(tmp_path: Path) -> None:
+def _advice(tmp_path: Path) -> list[str]:
+    """The commands ``db backup`` prints on PostgreSQL (indented lines of its message)."""
     settings = _settings(tmp_path, database_url="postgresql+asyncpg://app@127.0.0.1/app")
+    outputs = []
     for command, args in ((backup_command, []), (restore_command, [__file__, "--yes"])):
         result = CliRunner().invoke(command, args, obj=settings)
         assert result.exit_code == 1
-        assert "pg_dump" in result.output
+        outputs.append(result.output)
+    assert outputs[0] == outputs[1]  # backup and restore give the same advice
+    return [line.strip() for line in outputs[0].splitlines() if line.startswith("  ")]
+
+
+def _sh(script: str, cwd: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        ["sh", "-ec", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_backup_and_restore_on_postgresql_print_commands_that_accept_database_url(
+    tmp_path: Path,
+) -> None:
+    pg_url, dump, restore = _advice(tmp_path)
+    assert pg_url.startswith("PG_URL=") and dump.startswith("pg_dump ")
+    assert restore.startswith("pg_restore ")
+    assert '"$PG_URL"' in dump and "$DATABASE_URL" not in dump and "$DATABASE_URL" not in restore
+    for command in (pg_url, dump, restore):
+        assert command in README, f"README (Backups) must show: {command}"
+    # The first line turns the app's URL into one libpq (pg_dump, pg_restore) accepts.
+    url = "postgresql+asyncpg://app:s3cret@db.internal:5433/slicestar?ssl=require"
+    shown = _sh(f'{pg_url}\nprintf "%s" "$PG_URL"', tmp_path, url)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == "postgresql://app:s3cret@db.internal:5433/slicestar?ssl=require"
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs PostgreSQL (TEST_DATABASE_URL)")
+def test_printed_pg_dump_and_pg_restore_commands_work_on_the_apps_database_url(
+    tmp_path: Path, pg_template: str
+) -> None:
+    pg_url, dump, restore = _advice(tmp_path)
+    source, target = (f"slicestar_t_{uuid.uuid4().hex[:12]}" for _ in range(2))
+    pg_admin_execute(
+        TEST_DATABASE_URL,
+        f'CREATE DATABASE "{source}" TEMPLATE "{pg_template}"',
+        f'CREATE DATABASE "{target}"',
+    )
+    try:
+        source_url = pg_url_with_database(TEST_DATABASE_URL, source)  # the app's +asyncpg URL
+        assert "+asyncpg" in source_url
+        (tmp_path / "db" / "backups").mkdir(parents=True)
+        dumped = _sh(f"{pg_url}\n{dump}", tmp_path, source_url)
+        assert dumped.returncode == 0, dumped.stderr
+        [archive] = (tmp_path / "db" / "backups").glob("slicestar-*.dump")
+        restore_here = restore.replace("slicestar-….dump", archive.name)
+        target_url = pg_url_with_database(TEST_DATABASE_URL, target)
+        restored = _sh(f"{pg_url}\n{restore_here}", tmp_path, target_url)
+        assert restored.returncode == 0, restored.stderr
+        check = _sh(f'{pg_url}\npsql "$PG_URL" -Atc "SELECT version_num FROM alembic_version"',
+                    tmp_path, target_url)  # fmt: skip
+        assert check.stdout.strip() == head_revision(ROOT_DIR / "alembic.ini"), check.stderr
+    finally:
+        pg_admin_execute(
+            TEST_DATABASE_URL,
+            f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)',
+            f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)',
+        )
 
 
 def test_restore_refuses_an_archive_with_unsafe_paths_or_a_damaged_database(ops_dir: Path) -> None:

@@ -44,9 +44,18 @@ class Server:
             raise AssertionError(f"server did not stop: {self.log.read_text()[-2000:]}") from None
 
 
-def start_server(db_path: Path, workdir: Path, name: str, **env_extra: str) -> Server:
-    """Start ``uvicorn app:create_app`` on ``db_path`` (as tests/e2e/conftest.py does)."""
-    port = free_port()
+def start_server(
+    db_path: Path,
+    workdir: Path,
+    name: str,
+    *,
+    port: int | None = None,
+    factory: str = "app:create_app",
+    **env_extra: str,
+) -> Server:
+    """Start ``uvicorn <factory>`` on ``db_path`` (as tests/e2e/conftest.py does), on
+    ``port`` (a restart on the same address) or a free one."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -59,14 +68,14 @@ def start_server(db_path: Path, workdir: Path, name: str, **env_extra: str) -> S
     }
     log = workdir / f"{name}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app:create_app", "--factory", "--app-dir", "src",
+        [sys.executable, "-m", "uvicorn", factory, "--factory", "--app-dir", "src",
          "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--no-proxy-headers"],
         cwd=ROOT_DIR,
         env=env,
-        stdout=log.open("w"),
+        stdout=log.open("a"),
         stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # generous: a busy machine starts Python slowly
     while True:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
@@ -115,12 +124,16 @@ async def _read(response: httpx.Response, stream: Stream) -> None:
 
 @asynccontextmanager
 async def open_stream(
-    client: httpx.AsyncClient, base_url: str, headers: dict[str, str] | None = None
+    client: httpx.AsyncClient,
+    base_url: str,
+    headers: dict[str, str] | None = None,
+    query: str = "",
 ) -> AsyncIterator[Stream]:
-    """Open the event stream on ``base_url`` with ``client``'s cookies; wait until connected."""
+    """Open the event stream on ``base_url`` (plus ``query``, e.g. ``?last_event_id=…``) with
+    ``client``'s cookies; wait until connected."""
     stream = Stream()
     async with client.stream(
-        "GET", f"{base_url}/notifications/stream", headers=headers or {}, timeout=None
+        "GET", f"{base_url}/notifications/stream{query}", headers=headers or {}, timeout=None
     ) as response:
         assert response.status_code == 200, response.status_code
         assert response.headers["content-type"].startswith("text/event-stream")

@@ -11,7 +11,7 @@ import click
 import pytest
 from sqlalchemy import update
 
-from features.notifications.cli import parse_duration
+from features.notifications.cli import describe_duration, parse_duration
 from features.notifications.models import Notification
 from shared import clock
 from shared.config import ROOT_DIR
@@ -27,6 +27,16 @@ from tests.support import register
 )  # fmt: skip
 def test_parse_duration(text, expected):
     assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("period", "text"),
+    [(timedelta(days=90), "90 days"), (timedelta(days=1), "1 day"), (timedelta(hours=12), "12 hours"),
+     (timedelta(hours=30), "1 day 6 hours"), (timedelta(minutes=1), "1 minute"),
+     (timedelta(days=2, minutes=5), "2 days 5 minutes")],
+)  # fmt: skip
+def test_describe_duration_reads_as_words(period, text):
+    assert describe_duration(period) == text
 
 
 @pytest.mark.parametrize("text", ["0d", "-1d", "90x", "", "1.5d", "d"])
@@ -61,9 +71,13 @@ async def test_prune_command_deletes_old_notifications(client, db, database_url)
         await session.commit()
     result = prune(database_url, "--older-than", "90d")
     assert result.returncode == 0, result.stderr
-    assert "Deleted 1 notification older than 90 days" in result.stdout
+    assert result.stdout.strip() == "Deleted 1 notification older than 90 days."
     assert [n.id for n in await rows(db, ann)] == [recent.id]
     result = prune(database_url)  # the default comes from NOTIFICATION_RETENTION_DAYS (90)
-    assert result.returncode == 0 and "Deleted 0 notifications" in result.stdout
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Deleted 0 notifications older than 90 days."
+    hours = prune(database_url, "--older-than", "36h")
+    assert hours.stdout.strip() == "Deleted 1 notification older than 1 day 12 hours."
+    assert await rows(db, ann) == []
     bad = prune(database_url, "--older-than", "soon")
     assert bad.returncode != 0 and "e.g. 90d" in bad.stderr

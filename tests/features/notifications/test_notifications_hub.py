@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from features.notifications.live import CLOSE, Hub, RedisRelay, uuid7_floor
+from features.notifications.live import CLOSE, Hub, RedisRelay, SeenIds, uuid7_floor
 from shared.database import new_id
 from tests.features.notifications.conftest import add_user
 from tests.features.notifications.support import make
@@ -143,3 +143,23 @@ async def test_with_redis_one_process_polls_and_every_process_delivers(db, two_u
     finally:
         for hub in hubs:
             await hub.stop()
+
+
+def test_a_stream_remembers_sent_ids_only_while_the_hub_could_deliver_them_again(db):
+    now = [10_000_000_000_000]
+    hub = Hub(db, lag_seconds=5, clock_ms=lambda: now[0])
+    seen = SeenIds(hub)
+
+    def made_at(ms: int) -> uuid.UUID:  # an id made at ``ms`` (above that ms's floor)
+        return uuid.UUID(int=uuid7_floor(ms).int + 1)
+
+    first = made_at(now[0] - 1000)
+    seen.add(first)
+    assert first in seen
+    now[0] += 9_000  # still inside twice the look-back window (10 s)
+    second = made_at(now[0])
+    seen.add(second)
+    assert first in seen and second in seen
+    now[0] += 2_000  # `first` left the window: no poll can deliver it again
+    seen.add(made_at(now[0]))
+    assert first not in seen and second in seen and len(seen) == 2
