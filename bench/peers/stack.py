@@ -28,10 +28,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
-from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
@@ -165,6 +166,12 @@ def create_app() -> FastAPI:
 
     Current = Annotated[tuple[User, Session], Depends(current_session)]
 
+    async def form_fields(request: Request) -> dict[str, str]:
+        """The url-encoded form body as a dict (the last value of a repeated field wins)."""
+        return dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+
+    Fields = Annotated[dict[str, str], Depends(form_fields)]
+
     async def bell(db: AsyncSession, user_id: uuid.UUID) -> dict[str, Any]:
         unread = await db.scalar(
             select(func.count())
@@ -195,13 +202,9 @@ def create_app() -> FastAPI:
         return response
 
     @app.post("/login")
-    async def login(
-        request: Request,
-        db: Db,
-        email: Annotated[str, Form()],
-        password: Annotated[str, Form()],
-        csrf_token: Annotated[str, Form(alias="_csrf_token")],
-    ) -> Any:
+    async def login(request: Request, db: Db, form: Fields) -> Any:
+        email, password = form.get("email", ""), form.get("password", "")
+        csrf_token = form.get("_csrf_token", "")
         cookie = request.cookies.get("csrf", "")
         if not cookie or not hmac.compare_digest(csrf_token, csrf_for(cookie)):
             raise HTTPException(status_code=403)
@@ -288,12 +291,10 @@ def create_app() -> FastAPI:
         return render(request, "tasks.html", context)
 
     @app.post("/tasks")
-    async def create_task(
-        db: Db,
-        current: Current,
-        title: Annotated[str, Form(max_length=200)],
-        csrf_token: Annotated[str, Form(alias="_csrf_token")],
-    ) -> Any:
+    async def create_task(db: Db, current: Current, form: Fields) -> Any:
+        title, csrf_token = form.get("title", ""), form.get("_csrf_token", "")
+        if not title.strip() or len(title) > 200:
+            raise HTTPException(status_code=422)
         user, row = current
         if not hmac.compare_digest(csrf_token, csrf_for(row.payload["csrf"])):
             raise HTTPException(status_code=403)

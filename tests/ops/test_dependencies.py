@@ -21,7 +21,7 @@ from importlib.metadata import distributions
 
 from shared.config import ROOT_DIR
 
-FIRST_PARTY = {"app", "features", "models", "shared", "tests"}
+FIRST_PARTY = {"app", "bench", "features", "models", "shared", "tests"}
 # Declared but never imported, on purpose:
 RUNTIME_ONLY = {
     "uvicorn": "`litestar run` (make run) and the test servers serve with it",

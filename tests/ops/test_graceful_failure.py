@@ -70,7 +70,7 @@ def test_r8_a_request_still_running_after_the_graceful_timeout_is_cut_off_and_th
     kill_timeout = 2  # GRACEFUL_TIMEOUT, short for the test (20 s in the image)
     server = AppProcess(ops_dir, kill_timeout=kill_timeout)
     server.start()
-    client, _ = signed_in_client(server.base_url, "slow@example.com")
+    client, _ = signed_in_client(server, "slow@example.com")
     token = csrf_from(client.get("/assets").text)
     cookies = "; ".join(f"{c.name}={c.value}" for c in client.cookies.jar)
     boundary = "SlowClient0123"
@@ -255,7 +255,7 @@ def test_an_upload_the_client_aborts_is_logged_as_499_not_as_a_server_error(
     server = AppProcess(ops_dir)
     server.start()
     try:
-        client, _ = signed_in_client(server.base_url, "abort@example.com")
+        client, _ = signed_in_client(server, "abort@example.com")
         token = csrf_from(client.get("/assets").text)
         boundary = "AbortedUpload0123"
         fields = (

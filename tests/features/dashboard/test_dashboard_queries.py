@@ -12,9 +12,17 @@ from contextlib import contextmanager
 
 from sqlalchemy import event
 
+from tests.features.audit.helpers import names, wait_for_events
 from tests.support import register
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+async def signed_up(client, app) -> None:
+    """Sign up and wait until the sign-up's after-response writes (audit events) are done."""
+    await register(client, "ann@example.com")
+    await wait_for_events(app, lambda r: "authn_login_success" in names(r))
+    await app.state.mail.join()
 
 
 @contextmanager
@@ -34,8 +42,8 @@ def statements(app) -> Iterator[list[str]]:
 
 
 async def test_dashboard_reads_in_one_transaction_and_writes_nothing(client, app):
-    await register(client, "ann@example.com")
-    await client.get("/dashboard")  # the sign-in's own writes are done
+    await signed_up(client, app)
+    await client.get("/dashboard")
     with statements(app) as seen:
         page = await client.get("/dashboard")
     assert page.status_code == 200 and 'data-stat="total">0<' in page.text
@@ -50,7 +58,7 @@ async def test_dashboard_reads_in_one_transaction_and_writes_nothing(client, app
 
 
 async def test_task_list_and_its_bell_share_one_read_transaction(client, app):
-    await register(client, "ann@example.com")
+    await signed_up(client, app)
     await client.get("/tasks")
     with statements(app) as seen:
         page = await client.get("/tasks?q=report")

@@ -54,6 +54,7 @@ async def signed_in_users(db: Database, settings: Settings) -> list[tuple[object
             user = await users.create(
                 name=f"Soak {i}", email=f"soak{i}@example.com", password_hash="!"
             )
+            await users.mark_email_verified(user.id)
             token, _ = await sessions.start(
                 user.id, remember=False, ip_address="127.0.0.1", user_agent="soak"
             )
