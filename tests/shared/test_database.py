@@ -206,3 +206,32 @@ async def test_sqlite_statements_cost_one_driver_round_trip_each(client, app, se
         finally:
             raw._execute = real
             await conn.rollback()
+
+
+async def test_sqlite_rollback_outside_a_transaction_costs_no_round_trip(client, app, settings):
+    # The per-request session lookup runs one SELECT without BEGIN, then rolls back.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    async with app.state.db.single_read_engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        calls = []
+        real = raw._execute
+
+        async def counting(fn, *args, **kwargs):
+            calls.append(fn)
+            return await real(fn, *args, **kwargs)
+
+        raw._execute = counting
+        try:
+            assert (await conn.exec_driver_sql("SELECT 7")).scalar() == 7
+            await conn.rollback()
+            assert len(calls) == 1
+        finally:
+            raw._execute = real
+    async with app.state.db.engine.connect() as conn:  # inside BEGIN … a rollback still runs
+        await conn.exec_driver_sql("CREATE TEMP TABLE probe2 (n INTEGER)")
+        await conn.commit()
+        await conn.exec_driver_sql("INSERT INTO probe2 VALUES (1)")
+        await conn.rollback()
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM probe2")).scalar() == 0
+        await conn.rollback()

@@ -11,6 +11,7 @@ its cursors are buffered), records ``description``, ``rowcount`` and ``lastrowid
 the SQLite cursor. Results, errors and transactions are unchanged; only the number of
 round trips between the threads drops. Server-side cursors (``stream_results``) are the stock
 ones.
+``commit`` and ``rollback`` with no transaction open make no hop at all.
 
 Pass an instance as ``module=`` to ``create_async_engine`` (see
 :func:`shared.database.engine.build_engine`).
@@ -125,10 +126,30 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    """The stock adapted connection, with :class:`OneHopCursor` as its cursor."""
+    """The stock adapted connection, with :class:`OneHopCursor` as its cursor.
+
+    ``rollback`` and ``commit`` outside a transaction make no hop: SQLite would do nothing
+    (``in_transaction`` reads SQLite's autocommit flag, safe from any thread while the
+    connection's thread is idle, which it is between this connection's awaited calls). The
+    single-statement session lookup, which sends no ``BEGIN``, ends with such a rollback.
+    """
 
     __slots__ = ()
     _cursor_cls = OneHopCursor
+
+    def _idle(self) -> bool:
+        raw = self._connection._connection
+        return raw is not None and not raw.in_transaction
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if there is one."""
+        if not self._idle():
+            super().rollback()
+
+    def commit(self) -> None:
+        """Commit the open transaction, if there is one."""
+        if not self._idle():
+            super().commit()
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
