@@ -42,7 +42,8 @@ def calibrate():
     return (time.process_time() - started) * 1000
 
 settings = Settings(app_env="production", secret_key="k" * 48, database_url=f"sqlite+aiosqlite:///{db}",
-                    app_url="http://t", log_level="WARNING")
+                    app_url="http://t", log_level="WARNING",
+                    mail_url="file://" + os.path.join(os.path.dirname(db), "mail"))
 app = create_app(settings)
 
 async def main():

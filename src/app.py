@@ -116,7 +116,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     template_config = TemplateConfig(
         directory=template_dirs,
         engine=JinjaTemplateEngine,
-        engine_callback=lambda engine: templating.configure(engine.engine),
+        engine_callback=lambda engine: templating.configure(
+            engine.engine, reload=settings.app_env == "development"
+        ),
     )
     static = create_static_files_router(
         path="/static",

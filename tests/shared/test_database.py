@@ -171,3 +171,67 @@ def test_new_ids_are_time_ordered_uuid7():
 
 def test_escape_like():
     assert escape_like("100%_\\") == "100\\%\\_\\\\"
+
+
+async def test_sqlite_statements_cost_one_driver_round_trip_each(client, app, settings):
+    # shared.database.sqlite_driver: one call on aiosqlite's thread per statement, with the
+    # driver's results (rows, rowcount, lastrowid, errors) as before.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    async with app.state.db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        calls = []
+        real = raw._execute
+
+        async def counting(fn, *args, **kwargs):
+            calls.append(fn)
+            return await real(fn, *args, **kwargs)
+
+        raw._execute = counting
+        try:
+            await conn.exec_driver_sql("CREATE TEMP TABLE probe (n INTEGER PRIMARY KEY, t TEXT)")
+            calls.clear()
+            inserted = await conn.exec_driver_sql("INSERT INTO probe (t) VALUES ('a')")
+            assert len(calls) == 1
+            assert inserted.lastrowid == 1 and inserted.rowcount == 1
+            await conn.exec_driver_sql("INSERT INTO probe (t) VALUES (?)", [("b",), ("c",)])
+            calls.clear()
+            rows = (await conn.exec_driver_sql("SELECT n, t FROM probe ORDER BY n")).all()
+            assert len(calls) == 1
+            assert [tuple(r) for r in rows] == [(1, "a"), (2, "b"), (3, "c")]
+            changed = await conn.exec_driver_sql("UPDATE probe SET t = 'z' WHERE n > 1")
+            assert changed.rowcount == 2
+            with pytest.raises(Exception, match=r"(?i)unique"):
+                await conn.exec_driver_sql("INSERT INTO probe (n, t) VALUES (1, 'dup')")
+        finally:
+            raw._execute = real
+            await conn.rollback()
+
+
+async def test_sqlite_rollback_outside_a_transaction_costs_no_round_trip(client, app, settings):
+    # The per-request session lookup runs one SELECT without BEGIN, then rolls back.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    async with app.state.db.single_read_engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        calls = []
+        real = raw._execute
+
+        async def counting(fn, *args, **kwargs):
+            calls.append(fn)
+            return await real(fn, *args, **kwargs)
+
+        raw._execute = counting
+        try:
+            assert (await conn.exec_driver_sql("SELECT 7")).scalar() == 7
+            await conn.rollback()
+            assert len(calls) == 1
+        finally:
+            raw._execute = real
+    async with app.state.db.engine.connect() as conn:  # inside BEGIN … a rollback still runs
+        await conn.exec_driver_sql("CREATE TEMP TABLE probe2 (n INTEGER)")
+        await conn.commit()
+        await conn.exec_driver_sql("INSERT INTO probe2 VALUES (1)")
+        await conn.rollback()
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM probe2")).scalar() == 0
+        await conn.rollback()

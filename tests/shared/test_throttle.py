@@ -435,3 +435,42 @@ async def test_s9_sign_in_budget_holds_through_the_app_with_redis_url(settings):
             ]
             await store.redis.delete(*(store.prefix + n for n in names))
             await store.close()
+
+
+async def test_s9_reset_all_clears_budgets_and_backoffs_in_one_store_call(app):
+    # What a successful sign-in resets (login budget + account back-off) goes in one call.
+    async with running(app):
+        state = app.state
+        for _ in range(5):
+            await throttle.hit(state, "login", "ann|10.0.0.1")
+        assert await throttle.hit(state, "login", "ann|10.0.0.1") is not None
+        for _ in range(6):
+            await throttle.backoff_acquire(state, "login_account", "ann")
+            await throttle.backoff_fail(state, "login_account", "ann")
+        assert await throttle.backoff_check(state, "login_account", "ann") is not None
+        await throttle.hit(state, "login", "bob|10.0.0.1")
+        store = throttle.store_for(state)
+        real, calls = store.clear, []
+
+        async def counting(*keys):
+            calls.append(keys)
+            await real(*keys)
+
+        store.clear = counting
+        try:
+            await throttle.reset_all(
+                state,
+                budgets=(("login", "ann|10.0.0.1"),),
+                backoffs=(("login_account", "ann"),),
+            )
+        finally:
+            store.clear = real
+        assert len(calls) == 1
+        assert await throttle.check(state, "login", "ann|10.0.0.1") is None
+        assert await throttle.backoff_check(state, "login_account", "ann") is None
+        assert await throttle.backoff_acquire(state, "login_account", "ann") is None
+        assert await throttle.backoff_fail(state, "login_account", "ann") == 1  # streak restarted
+        # Other keys keep their counts.
+        for _ in range(4):
+            await throttle.hit(state, "login", "bob|10.0.0.1")
+        assert await throttle.hit(state, "login", "bob|10.0.0.1") is not None

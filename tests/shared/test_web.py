@@ -276,3 +276,11 @@ async def _row_counts(app) -> dict[str, int]:
             name: await session.scalar(select(func.count()).select_from(table))
             for name, table in metadata.tables.items()
         }
+
+
+@pytest.mark.parametrize(("env", "reload"), [("development", True), ("test", False)])
+def test_templates_are_rechecked_on_disk_only_in_development(settings, env, reload):
+    # Outside development a compiled template is reused without stat()ing its file per render.
+    app = create_app(settings.model_copy(update={"app_env": env}))
+    assert app.template_engine.engine.auto_reload is reload
+    assert app.state.mail.templates.auto_reload is reload

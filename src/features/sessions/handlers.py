@@ -23,12 +23,12 @@ from shared.web.render import page, redirect
 SESSIONS_PATH = "/settings/sessions"
 
 
-def recent_password(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def recent_password(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """The S20 guard of ``features.core.auth.service`` (imported on use: core.auth imports
     this feature's service, so a module-level import would be circular)."""
     from features.core.auth.service import requires_recent_password
 
-    requires_recent_password(connection, handler)
+    await requires_recent_password(connection, handler)
 
 
 class SessionsController(Controller):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 ModelT = TypeVar("ModelT")
@@ -80,15 +80,23 @@ class Repository(Generic[ModelT]):
         await self.session.flush()
 
     async def paginate(self, stmt: Select[Any], page: int, per_page: int) -> Page[Any]:
-        """Run ``stmt`` for one page; count with one extra query.
+        """Run ``stmt`` (a select of one entity) for one page, counted in the same query.
+
+        The total rides on every row as ``count(*) OVER ()`` (the count of the whole filtered
+        result, before ``LIMIT``/``OFFSET``): one statement and one scan instead of a count
+        query plus the page query. An empty page 1 means no rows at all; an empty later page
+        is past the end.
 
         Raises :class:`PageOutOfRange` when ``page`` is past the last page (page 1 always exists).
         """
-        total = await self.session.scalar(
-            select(func.count()).select_from(stmt.order_by(None).subquery())
-        )
-        result = Page(items=[], total=total or 0, page=page, per_page=per_page)
-        if page > result.pages:
+        rows = (
+            await self.session.execute(
+                stmt.add_columns(func.count().over().label("page_total"))
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+            )
+        ).all()
+        if not rows and page > 1:
             raise PageOutOfRange(page)
-        rows = await self.session.scalars(stmt.limit(per_page).offset((page - 1) * per_page))
-        return Page(items=rows.all(), total=result.total, page=page, per_page=per_page)
+        total = rows[0][-1] if rows else 0
+        return Page(items=[row[0] for row in rows], total=total, page=page, per_page=per_page)

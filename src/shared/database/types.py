@@ -57,8 +57,9 @@ def format_timestamp(value: datetime) -> str:
     """
     if value.tzinfo is None:
         raise ValueError("naive datetime: timestamps must be timezone-aware")
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # ``isoformat`` truncates to milliseconds like ``microsecond // 1000``; in UTC the offset
+    # is always ``+00:00``, written ``Z``. (Several times faster than ``strftime``.)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_timestamp(value: str) -> datetime:

@@ -45,7 +45,8 @@ class Mailer:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
-        templating.configure(self.templates)  # the same filters as pages (datetime_utc, …)
+        # The same filters as pages (datetime_utc, …).
+        templating.configure(self.templates, reload=settings.app_env == "development")
         self.queue: MailQueue | None = None
         self.transport: Transport | None = None
 

@@ -333,3 +333,19 @@ async def backoff_fail(state: Any, name: str, key: str) -> int:
 async def backoff_reset(state: Any, name: str, key: str) -> None:
     """End ``key``'s failure streak (call on success)."""
     await store_for(state).clear(_key("b", name, key), _key("l", name, key))
+
+
+async def reset_all(
+    state: Any,
+    *,
+    budgets: tuple[tuple[str, str], ...] = (),
+    backoffs: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """:func:`reset` of every ``(name, key)`` in ``budgets`` and :func:`backoff_reset` of every
+    ``(name, key)`` in ``backoffs``, in one store operation (one transaction on the database
+    store): what a success clears, at the cost of one reset."""
+    keys = [_key("w", name, key) for name, key in budgets]
+    for name, key in backoffs:
+        keys += [_key("b", name, key), _key("l", name, key)]
+    if keys:
+        await store_for(state).clear(*keys)

@@ -7,6 +7,9 @@ An account whose email address is not verified yet may sign in, but every signed
 sends it to :data:`VERIFY_EMAIL_PATH` until it verifies, except routes marked
 ``opt={"unverified": True}`` (that page, its resend button, sign-out). The verified flag comes
 with the session lookup (``CurrentUser.verified``), so the check costs no query.
+
+Guards are ``async def``: Litestar runs a synchronous guard in a worker thread
+(``sync_to_thread``), a thread hop on every request for a check that never blocks.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from shared.web.errors import RedirectRequired
 VERIFY_EMAIL_PATH = "/verify-email"
 
 
-def requires_user(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def requires_user(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Raise ``NotAuthorizedException`` (→ sign-in page) unless signed in or the route is public;
     send an unverified account to :data:`VERIFY_EMAIL_PATH` (303) unless the route allows it."""
     if handler.opt.get("public"):
@@ -32,7 +35,7 @@ def requires_user(connection: ASGIConnection, handler: BaseRouteHandler) -> None
         raise RedirectRequired(VERIFY_EMAIL_PATH)
 
 
-def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Raise ``PermissionDeniedException`` (403) unless the signed-in user's role is ``admin``."""
     user = connection.scope.get("user")
     if user is None:

@@ -34,8 +34,11 @@ def time_ago(value: datetime | None) -> str:
     return "just now"
 
 
-def configure(env: Environment) -> None:
-    """Register the filters on the app's Jinja environment."""
+def configure(env: Environment, *, reload: bool = False) -> None:
+    """Register the filters on a Jinja environment; ``reload`` keeps Jinja's per-render check
+    of the template files' modification times (development only: elsewhere templates are
+    compiled once and never re-checked)."""
+    env.auto_reload = reload
     env.filters["datetime_utc"] = datetime_utc
     env.filters["iso"] = iso
     env.filters["time_ago"] = time_ago

@@ -64,5 +64,10 @@ async def test_task_list_and_its_bell_share_one_read_transaction(client, app):
         page = await client.get("/tasks?q=report")
     assert page.status_code == 200
     assert not [s for s in seen if s.startswith(WRITES)]
+    queries = [s for s in seen if s.startswith("SELECT")]
+    # session + user; the page of tasks with its total (count(*) OVER (), no count query of
+    # its own); bell
+    assert len(queries) == 3, queries
+    assert "FROM tasks" in queries[1] and "OVER ()" in queries[1]
     if app.state.db.is_sqlite:
         assert [s for s in seen if s.startswith("BEGIN")] == ["BEGIN"]

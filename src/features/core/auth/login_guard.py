@@ -115,8 +115,11 @@ async def after_login_success(
     device = describe_device(user_agent(request))
     ip = client_ip(request)
     if via in ("password", "two_factor_pending"):
-        await throttle.reset(state, "login", login_key(request, email))
-        await throttle.backoff_reset(state, "login_account", normalise_email(email))
+        await throttle.reset_all(
+            state,
+            budgets=(("login", login_key(request, email)),),
+            backoffs=(("login_account", normalise_email(email)),),
+        )
     if via == "two_factor_pending":
         return  # not signed in yet: the two-factor challenge reports the sign-in (S12)
     if via in ("password", "two_factor") and await is_new_device(state.db, user_id, device, ip):
@@ -232,6 +235,8 @@ async def after_challenge_lock(
 async def after_challenge_success(state: State, user_id: uuid.UUID) -> None:
     """Forget the account's challenge budget, back-off and lock notice."""
     key = str(user_id)
-    await throttle.reset(state, "two_factor", key)
-    await throttle.backoff_reset(state, "two_factor_account", key)
-    await throttle.reset(state, "two_factor_lock_notice", key)
+    await throttle.reset_all(
+        state,
+        budgets=(("two_factor", key), ("two_factor_lock_notice", key)),
+        backoffs=(("two_factor_account", key),),
+    )

@@ -55,7 +55,7 @@ def recently_confirmed(auth: SessionInfo | None) -> bool:
     return clock.now() - auth.password_confirmed_at <= CONFIRMATION_WINDOW
 
 
-def requires_recent_password(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+async def requires_recent_password(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
     """Route guard for sensitive actions (S20): without a password confirmation in the last
     15 minutes, send the browser to the confirmation page, then back.
 
