@@ -192,7 +192,8 @@ class AuthService:
 
     async def reset_password(self, raw_token: str, new_password: str) -> User:
         """Use a reset link: set ``new_password`` (already checked against S3), end every session
-        of the account (S18, S36), sign nobody in; commits and returns the user.
+        of the account (S18, S36), discard its pending email-change links, sign nobody in;
+        commits and returns the user.
 
         Following the link proves the address, so an unverified account becomes verified.
         Raises :class:`TokenRefused` (nothing changes). The password is hashed before the write
@@ -209,6 +210,9 @@ class AuthService:
         if user.email_verified_at is None:
             user.email_verified_at = clock.now()
         await self.sessions.end_all_for_user(user.id)
+        # A pending email-change link may belong to whoever the reset locks out: it dies too,
+        # in the same transaction, or it would hand them the account back later (S18, S36).
+        await self.tokens.discard(user.id, TokenKind.CHANGE_EMAIL)
         await self.session.commit()
         return user
 

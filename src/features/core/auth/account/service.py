@@ -6,7 +6,8 @@
   written, its owner gets a notice instead: no enumeration). Using the link verifies the new
   address and kills every verification and reset link of the old one.
 - Password change (S3, S4, S18): the current password is required; the new one follows the
-  password rules; every other session ends and the current one gets a new id.
+  password rules; every other session ends and the current one gets a new id; pending reset
+  and email-change links die (a password reset discards pending email-change links as well).
 - Deletion (S20): the account and everything it owns go (``ON DELETE CASCADE``; stored files
   through the ``user_deleted`` event); the last enabled administrator cannot delete themself.
 
@@ -149,7 +150,8 @@ class AccountService:
     ) -> tuple[User, str, BrowserSession]:
         """Check ``current_password`` (S4), set ``new_password`` (checked against S3 by the
         caller), end every other session and rotate this one (S18); returns the user and the
-        new ``(cookie token, session row)``. Pending reset links die too.
+        new ``(cookie token, session row)``. Pending reset and email-change links die too, in
+        the same transaction.
 
         Raises :class:`WrongPassword` (nothing changes). No lock is held during Argon2.
         """
@@ -159,7 +161,9 @@ class AccountService:
             raise WrongPassword()
         password_hash = await self.passwords.hash(new_password)
         await self.users.set_password_hash(user, password_hash)
-        await self.tokens.discard(user.id, TokenKind.RESET_PASSWORD)
+        # Outstanding reset and email-change links die with the old password (S18): one asked
+        # for by whoever the change locks out must not hand them the account back later.
+        await self.tokens.discard(user.id, TokenKind.RESET_PASSWORD, TokenKind.CHANGE_EMAIL)
         token, row = await self.sessions.rotate_after_password_change(
             current, ip_address=client.ip_address, user_agent=client.user_agent
         )

@@ -1,0 +1,122 @@
+"""The life of an email-change link: what kills it before it is used (a password reset or
+change, a newer request, its 24-hour lifetime), in the services and over HTTP
+(SECURITY.md S18, S33, S34, S36, S37)."""
+
+from __future__ import annotations
+
+import pytest
+
+from features.core.auth.account.service import AccountService
+from features.core.auth.models import TokenKind
+from features.core.auth.schemas import LoginForm
+from features.core.auth.service import AuthService, ClientInfo
+from features.core.auth.tokens import TokenRefused
+from features.sessions.service import resolve
+from tests.accounts import create_account
+from tests.features.auth.test_account_settings import settings_post, user_row
+from tests.features.auth.test_email_flows import forgot, reset_link, set_new_password, tokens
+from tests.features.auth.two_factor.support import confirm_password
+from tests.support import DEFAULT_PASSWORD, mailed_link, post_form, register
+
+NEW_PASSWORD = "a brand new passphrase 2"
+CLIENT = ClientInfo(ip_address="203.0.113.9", user_agent="a test browser")
+
+
+async def request_change(app, user_id, new_email: str) -> str:
+    """Issue an email-change link for ``user_id`` through the service; returns the raw token."""
+    async with app.state.db.writer() as session:
+        service = AccountService(session, app.state.settings, app.state.passwords)
+        requested = await service.request_email_change(user_id, new_email)
+    assert requested.token is not None
+    return requested.token
+
+
+async def check_change(app, raw: str):
+    async with app.state.db.writer() as session:
+        service = AccountService(session, app.state.settings, app.state.passwords)
+        return await service.check_email_change(raw, None)
+
+
+async def confirm_by_post(browser, link: str):
+    """Press "confirm" for ``link`` without its page (as a script holding the token would)."""
+    token = link.rsplit("/", 1)[1]
+    return await post_form(browser, "/confirm-email", {"token": token}, token_from="/login")
+
+
+# --- a password reset or change kills pending change links (account takeover) -------------------
+
+
+async def test_s18_s36_a_password_reset_discards_pending_email_change_links(app, client):
+    ann = await create_account(app.state.db, "ann@example.com")
+    change = await request_change(app, ann, "eve@evil.example")
+    assert (await check_change(app, change))[1] == "eve@evil.example"
+    async with app.state.db.writer() as session:
+        auth = AuthService(session, app.state.settings, app.state.passwords)
+        issued = await auth.request_password_reset("ann@example.com")
+        assert issued is not None
+        await auth.reset_password(issued[1], NEW_PASSWORD)
+    with pytest.raises(TokenRefused) as refused:
+        await check_change(app, change)
+    assert refused.value.reason == "invalid"
+    assert await tokens(app, TokenKind.CHANGE_EMAIL) == []
+
+
+async def test_s18_a_password_change_discards_pending_email_change_and_reset_links(app, client):
+    ann = await create_account(app.state.db, "ann@example.com")
+    change = await request_change(app, ann, "eve@evil.example")
+    async with app.state.db.writer() as session:
+        auth = AuthService(session, app.state.settings, app.state.passwords)
+        assert await auth.request_password_reset("ann@example.com") is not None
+        form = LoginForm(email="ann@example.com", password=DEFAULT_PASSWORD, remember=False)
+        signed_in = await auth.login(form, CLIENT)
+    assert signed_in is not None
+    _user, info = await resolve(app.state.db, app.state.settings, signed_in.token)
+    async with app.state.db.writer() as session:
+        account = AccountService(session, app.state.settings, app.state.passwords)
+        await account.change_password(info, DEFAULT_PASSWORD, NEW_PASSWORD, CLIENT)
+    with pytest.raises(TokenRefused) as refused:
+        await check_change(app, change)
+    assert refused.value.reason == "invalid"
+    assert await tokens(app, TokenKind.CHANGE_EMAIL) == []
+    assert await tokens(app, TokenKind.RESET_PASSWORD) == []
+
+
+async def test_s18_s36_after_a_reset_the_attackers_change_link_is_dead(
+    client, other_client, browser_factory, app
+):
+    await register(client, "ann@example.com", name="Ann")
+    await confirm_password(client)  # someone holding Ann's session asks to move the account
+    await settings_post(client, "/settings/email", {"email": "eve@evil.example"})
+    link = await mailed_link(client, "eve@evil.example", "/confirm-email/")
+    victim = browser_factory()
+    await forgot(victim, "ann@example.com")
+    done = await set_new_password(victim, await reset_link(victim, "ann@example.com"))
+    assert done.status_code == 303
+    page = await other_client.get(link)
+    assert page.status_code == 404
+    assert (await confirm_by_post(other_client, link)).status_code == 404
+    assert await user_row(app, "ann@example.com") is not None
+    assert await user_row(app, "eve@evil.example") is None
+
+
+async def test_s18_after_a_password_change_the_attackers_change_link_is_dead(
+    client, other_client, app
+):
+    await register(client, "ann@example.com", name="Ann")
+    await confirm_password(client)
+    await settings_post(client, "/settings/email", {"email": "eve@evil.example"})
+    link = await mailed_link(client, "eve@evil.example", "/confirm-email/")
+    changed = await settings_post(
+        client,
+        "/settings/password",
+        {
+            "current_password": DEFAULT_PASSWORD,
+            "password": NEW_PASSWORD,
+            "password_confirmation": NEW_PASSWORD,
+        },
+    )
+    assert changed.status_code == 303
+    assert (await other_client.get(link)).status_code == 404
+    assert (await confirm_by_post(other_client, link)).status_code == 404
+    assert await user_row(app, "ann@example.com") is not None
+    assert await user_row(app, "eve@evil.example") is None
