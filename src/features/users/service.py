@@ -14,6 +14,7 @@ from features.users.models import Role, User
 from features.users.repository import SORTS, UserAdminQueries, UserFilter, UserRepository, UserStats
 from shared import clock
 from shared.database import Page
+from shared.mail import unsafe_in_header
 
 __all__ = [
     "SORTS",
@@ -72,12 +73,17 @@ def email_error(raw: str) -> str | None:
 
 
 def name_error(raw: str) -> str | None:
-    """Return why ``raw`` is not an acceptable display name, or ``None``."""
+    """Return why ``raw`` is not an acceptable display name, or ``None``.
+
+    At most 100 characters, and nothing a mail header refuses: the name is the display name of
+    every account mail, so the rule is :func:`shared.mail.unsafe_in_header` (control characters
+    C0, DEL and C1, and line separators).
+    """
     if not raw:
         return "Enter your name."
     if len(raw) > NAME_MAX:
         return f"A name has at most {NAME_MAX} characters."
-    if any(ord(c) < 0x20 for c in raw):
+    if unsafe_in_header(raw):
         return "A name cannot contain control characters."
     return None
 

@@ -44,6 +44,23 @@ async def test_register_invalid_input_rerenders_with_field_errors_and_writes_not
     assert await count_users(app) == 0
 
 
+async def test_register_refuses_a_name_no_mail_header_can_carry(client, app):
+    for name in ("Ann\x7fSmith", "Ann\x85Smith", "Ann\u2028Smith"):
+        response = await post_form(
+            client,
+            "/register",
+            {
+                "name": name,
+                "email": "ann@example.com",
+                "password": "a long enough passphrase",
+                "password_confirmation": "a long enough passphrase",
+            },
+        )
+        assert response.status_code == 422, repr(name)
+        assert "A name cannot contain control characters." in response.text
+    assert await count_users(app) == 0
+
+
 async def test_register_mismatched_passwords_are_refused(client, app):
     response = await post_form(
         client,

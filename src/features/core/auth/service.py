@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from litestar.connection import ASGIConnection
@@ -32,6 +33,7 @@ __all__ = [
     "EmailTaken",
     "EmailTokens",
     "Registration",
+    "ResetMailResult",
     "SignedIn",
     "TokenKind",
     "TokenRefused",
@@ -291,20 +293,28 @@ class AuthService:
         await self.session.commit()
 
 
+ResetMailResult = Literal["queued", "disabled", "not_sent"]
+
+
 async def send_password_reset(
     session: AsyncSession,
     settings: Settings,
     passwords: Passwords,
     mailer: Mailer,
     user_id: uuid.UUID,
-) -> bool:
+) -> ResetMailResult:
     """Mail ``user_id`` a password-reset link on an administrator's behalf.
 
-    Returns False for a disabled account (no mail, S19). Raises :class:`UserNotFound`.
+    Returns ``"queued"`` when the mail was handed to the delivery queue, ``"disabled"`` for a
+    disabled account (no link, no mail, S19), ``"not_sent"`` when the mailer refused the mail
+    (an address or name a header cannot carry, a template error, the mailer not running; the
+    reason is in the log, and the link issued is useless since nobody received it).
+    Raises :class:`UserNotFound`.
     """
     issued = await AuthService(session, settings, passwords).password_reset_for(user_id)
     if issued is None:
-        return False
+        return "disabled"
     user, token = issued
-    mails.reset_password(mailer, user.email, user.name, token, by_admin=True)
-    return True
+    if not mails.reset_password(mailer, user.email, user.name, token, by_admin=True):
+        return "not_sent"
+    return "queued"
