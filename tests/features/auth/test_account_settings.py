@@ -142,6 +142,22 @@ async def test_email_change_to_the_current_address_is_a_field_error(client, app)
     ]
 
 
+async def test_email_change_takes_an_idn_domain_in_ascii_form_and_refuses_a_utf8_local_part(
+    client, app
+):
+    await register(client, "ann@example.com")
+    await confirm_password(client)
+    refused = await settings_post(client, "/settings/email", {"email": "jörg@example.com"})
+    assert refused.status_code == 422 and "plain ASCII letters" in refused.text
+    assert await count(app, EmailToken, EmailToken.kind == "change_email") == 0
+    done = await settings_post(client, "/settings/email", {"email": "Ann@Bücher.Example"})
+    assert done.status_code == 303
+    link = await mailed_link(client, "ann@xn--bcher-kva.example", "/confirm-email/")
+    assert (await follow_link(client, link, "/confirm-email")).status_code == 303
+    assert await user_row(app, "ann@xn--bcher-kva.example") is not None
+    assert (await login(client, "ann@bücher.example")).status_code == 303  # either form signs in
+
+
 async def test_email_change_to_a_taken_address_answers_like_success_and_changes_nothing(
     client, other_client, app
 ):
