@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -26,7 +27,7 @@ from shared.config import ROOT_DIR
 from shared.database import Database
 from tests.accounts import create_account
 from tests.conftest import SECRET_KEY
-from tests.support import csrf
+from tests.support import DEFAULT_PASSWORD, csrf, mailed_link, mails_to
 
 
 def _free_port() -> int:
@@ -35,11 +36,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
-    """``make run PORT=…`` on a new SQLite file; yields ``(base URL, database URL, log file)``
-    (the server's stdout and stderr, unbuffered)."""
-    tmp_path = tmp_path_factory.mktemp("make-run")
+@contextmanager
+def served_by_make_run(tmp_path: Path, **env_values: str | None) -> Iterator[tuple[str, str, Path]]:
+    """``make run PORT=…`` on a new SQLite file (``env_values`` change the environment; ``None``
+    removes a variable); yields ``(base URL, database URL, log file)`` (the server's stdout and
+    stderr, unbuffered)."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite'}"
@@ -54,6 +55,11 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         "PYTHONUNBUFFERED": "1",  # the log file shows each line when it is written
     }
     env.pop("FORWARDED_ALLOW_IPS", None)  # as on a fresh machine
+    for key, value in env_values.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     log = tmp_path / "make-run.log"
     process = subprocess.Popen(
         ["make", "run", f"PORT={port}"],
@@ -82,6 +88,13 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """``make run PORT=…`` with ``APP_URL`` set to its address (see :func:`served_by_make_run`)."""
+    with served_by_make_run(tmp_path_factory.mktemp("make-run")) as served:
+        yield served
 
 
 async def test_s9_make_run_ignores_forwarded_for_from_a_local_client(make_run):
@@ -155,3 +168,31 @@ def test_s37_the_servers_access_log_never_shows_a_mailed_token(make_run):
         '"GET /confirm-email/[redacted] HTTP/1.1"',
     ):
         assert shown in text, text[-3000:]
+
+
+def _app_url_in_dotenv() -> bool:
+    dotenv = ROOT_DIR / ".env"
+    return dotenv.exists() and "APP_URL" in dotenv.read_text()
+
+
+@pytest.mark.skipif(_app_url_in_dotenv(), reason="this checkout's .env sets APP_URL")
+async def test_s37_make_run_on_another_port_mails_links_to_that_port(tmp_path):
+    with served_by_make_run(tmp_path, APP_URL=None) as (base_url, _database_url, log):
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            token = await csrf(client, "/register")
+            email = f"port-{base_url.rsplit(':', 1)[1]}@example.com"
+            response = await client.post(
+                "/register",
+                data={
+                    "name": "Ann",
+                    "email": email,
+                    "password": DEFAULT_PASSWORD,
+                    "password_confirmation": DEFAULT_PASSWORD,
+                    "_csrf_token": token,
+                },
+            )
+            assert response.status_code == 303
+            path = await mailed_link(client, email, "/verify-email/")
+            [mail] = await mails_to(client, email)
+    assert base_url + path in mail.links  # not http://127.0.0.1:8000
+    assert f"mailed links use {base_url}" in log.read_text()
