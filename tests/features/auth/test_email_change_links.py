@@ -1,6 +1,6 @@
 """The life of an email-change link: what kills it before it is used (a password reset or
 change, a newer request, its 24-hour lifetime), in the services and over HTTP
-(SECURITY.md S18, S33, S34, S36, S37)."""
+(SECURITY.md S18, S33, S34, S36, S37). Time is moved with :mod:`shared.clock`, never waited."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from features.core.auth.schemas import LoginForm
 from features.core.auth.service import AuthService, ClientInfo
 from features.core.auth.tokens import TokenRefused
 from features.sessions.service import resolve
+from shared.clock import FrozenClock, use_clock
 from tests.accounts import create_account
 from tests.features.auth.test_account_settings import settings_post, user_row
 from tests.features.auth.test_email_flows import forgot, reset_link, set_new_password, tokens
 from tests.features.auth.two_factor.support import confirm_password
-from tests.support import DEFAULT_PASSWORD, mailed_link, post_form, register
+from tests.support import DEFAULT_PASSWORD, follow_link, mailed_link, post_form, register
 
 NEW_PASSWORD = "a brand new passphrase 2"
 CLIENT = ClientInfo(ip_address="203.0.113.9", user_agent="a test browser")
@@ -120,3 +121,65 @@ async def test_s18_after_a_password_change_the_attackers_change_link_is_dead(
     assert (await confirm_by_post(other_client, link)).status_code == 404
     assert await user_row(app, "ann@example.com") is not None
     assert await user_row(app, "eve@evil.example") is None
+
+
+# --- lifetime and supersession (S33, S34) --------------------------------------------------------
+
+
+async def test_s34_a_change_link_lives_24_hours_to_the_second(client, other_client, app):
+    frozen = FrozenClock()
+    with use_clock(frozen):
+        await register(client, "ann@example.com")
+        await register(other_client, "bob@example.com")
+        await confirm_password(client)
+        await settings_post(client, "/settings/email", {"email": "ann@new.example"})
+        await confirm_password(other_client)
+        await settings_post(other_client, "/settings/email", {"email": "bob@new.example"})
+        ann = await mailed_link(client, "ann@new.example", "/confirm-email/")
+        bob = await mailed_link(other_client, "bob@new.example", "/confirm-email/")
+        frozen.advance(hours=23, minutes=59, seconds=59)
+        assert (await client.get(ann)).status_code == 200  # just before the limit
+        frozen.advance(seconds=1)  # exactly 24 hours: still valid (S34)
+        assert (await follow_link(client, ann, "/confirm-email")).status_code == 303
+        assert await user_row(app, "ann@new.example") is not None
+        frozen.advance(seconds=1)  # Bob's link, one second past its 24 hours
+        late = await other_client.get(bob)
+        assert late.status_code == 410 and "expired" in late.text
+        assert 'href="/settings/profile"' in late.text  # the way to start again
+        assert (await confirm_by_post(other_client, bob)).status_code == 410
+    assert await user_row(app, "bob@example.com") is not None
+    assert await user_row(app, "bob@new.example") is None
+
+
+async def test_s34_an_expired_change_link_is_refused_by_the_service(app, client):
+    frozen = FrozenClock()
+    with use_clock(frozen):
+        ann = await create_account(app.state.db, "ann@example.com")
+        change = await request_change(app, ann, "ann@new.example")
+        frozen.advance(days=3)
+        with pytest.raises(TokenRefused) as refused:
+            await check_change(app, change)
+        assert refused.value.reason == "expired"
+        async with app.state.db.writer() as session:
+            service = AccountService(session, app.state.settings, app.state.passwords)
+            with pytest.raises(TokenRefused):
+                await service.confirm_email_change(change, None)
+    assert await user_row(app, "ann@example.com") is not None
+
+
+async def test_s33_a_newer_change_request_supersedes_the_older_link(client, app):
+    frozen = FrozenClock()
+    with use_clock(frozen):
+        await register(client, "ann@example.com")
+        await confirm_password(client)
+        await settings_post(client, "/settings/email", {"email": "first@new.example"})
+        first = await mailed_link(client, "first@new.example", "/confirm-email/")
+        frozen.advance(seconds=61)  # past the once-a-minute limit (S35)
+        await settings_post(client, "/settings/email", {"email": "second@new.example"})
+        second = await mailed_link(client, "second@new.example", "/confirm-email/")
+        assert (await client.get(first)).status_code == 404
+        assert (await confirm_by_post(client, first)).status_code == 404
+        assert len(await tokens(app, TokenKind.CHANGE_EMAIL)) == 1
+        assert (await follow_link(client, second, "/confirm-email")).status_code == 303
+    assert await user_row(app, "second@new.example") is not None
+    assert await user_row(app, "first@new.example") is None
