@@ -147,6 +147,12 @@ class UserService:
         user.password_hash = password_hash
         await self.session.flush()
 
+    async def clear_password(self, user: User) -> None:
+        """Remove ``user``'s password (flushed, not committed): no password signs in until a
+        reset link sets a new one (after a suspected takeover)."""
+        user.password_hash = None
+        await self.session.flush()
+
     async def rename(self, user: User, name: str) -> bool:
         """Set the display name (checked with :func:`name_error` by the caller); flushed.
         Returns False when it was already ``name``."""

@@ -1,6 +1,7 @@
 """The life of an email-change link: what kills it before it is used (a password reset or
-change, a newer request, its 24-hour lifetime), in the services and over HTTP
-(SECURITY.md S18, S33, S34, S36, S37). Time is moved with :mod:`shared.clock`, never waited."""
+change, a newer request, its 24-hour lifetime), and the link in the notice to the old address
+that undoes a change (7 days), in the services and over HTTP (SECURITY.md S18, S24, S33, S34,
+S36, S37). Time is moved with :mod:`shared.clock`, never waited."""
 
 from __future__ import annotations
 
@@ -11,13 +12,23 @@ from features.core.auth.models import TokenKind
 from features.core.auth.schemas import LoginForm
 from features.core.auth.service import AuthService, ClientInfo
 from features.core.auth.tokens import TokenRefused
+from features.sessions.models import BrowserSession
 from features.sessions.service import resolve
 from shared.clock import FrozenClock, use_clock
 from tests.accounts import create_account
-from tests.features.auth.test_account_settings import settings_post, user_row
+from tests.features.audit.helpers import names, wait_for_events
+from tests.features.auth.test_account_settings import count, settings_post, user_row, wait_for_mail
 from tests.features.auth.test_email_flows import forgot, reset_link, set_new_password, tokens
 from tests.features.auth.two_factor.support import confirm_password
-from tests.support import DEFAULT_PASSWORD, follow_link, mailed_link, post_form, register
+from tests.support import (
+    DEFAULT_PASSWORD,
+    follow_link,
+    login,
+    mailed_link,
+    mails_to,
+    post_form,
+    register,
+)
 
 NEW_PASSWORD = "a brand new passphrase 2"
 CLIENT = ClientInfo(ip_address="203.0.113.9", user_agent="a test browser")
@@ -183,3 +194,128 @@ async def test_s33_a_newer_change_request_supersedes_the_older_link(client, app)
         assert (await follow_link(client, second, "/confirm-email")).status_code == 303
     assert await user_row(app, "second@new.example") is not None
     assert await user_row(app, "first@new.example") is None
+
+
+# --- undoing a change from the old address -------------------------------------------------------
+
+
+async def change_email(client, new_email: str, password: str = DEFAULT_PASSWORD) -> None:
+    """Change the signed-in account's address to ``new_email`` through the pages."""
+    await confirm_password(client, password)
+    await settings_post(client, "/settings/email", {"email": new_email})
+    link = await mailed_link(client, new_email, "/confirm-email/")
+    assert (await follow_link(client, link, "/confirm-email")).status_code == 303
+
+
+async def test_s18_s37_undo_link_restores_the_address_signs_out_and_demands_a_new_password(
+    client, other_client, app
+):
+    await register(client, "ann@example.com", name="Ann")
+    # Whoever holds Ann's session moves the account to their address and changes the password.
+    await change_email(client, "eve@evil.example")
+    await settings_post(
+        client,
+        "/settings/password",
+        {
+            "current_password": DEFAULT_PASSWORD,
+            "password": NEW_PASSWORD,
+            "password_confirmation": NEW_PASSWORD,
+        },
+    )
+    [notice] = [m for m in await mails_to(client, "ann@example.com") if "changed" in m.subject]
+    assert "7 days" in notice.text and "undo the change" in notice.html
+    link = await mailed_link(client, "ann@example.com", "/revert-email/")
+    page = await other_client.get(link)  # Ann, in her own browser, signed out
+    assert page.status_code == 200 and page.headers["referrer-policy"] == "no-referrer"
+    assert "ann@example.com" in page.text and "eve@evil.example" in page.text
+    assert await user_row(app, "eve@evil.example") is not None  # opening changed nothing (S24)
+    done = await follow_link(other_client, link, "/revert-email")
+    assert done.status_code == 303 and done.headers["location"] == "/login"
+    ann = await user_row(app, "ann@example.com")
+    assert ann is not None and ann.email_verified_at is not None
+    assert ann.password_hash is None  # no password signs in until a reset sets one
+    assert await user_row(app, "eve@evil.example") is None
+    assert await count(app, BrowserSession) == 0  # every session ended (S18)
+    assert (await client.get("/dashboard")).headers["location"].startswith("/login")
+    for password in (DEFAULT_PASSWORD, NEW_PASSWORD):
+        assert (await login(client, "ann@example.com", password)).status_code == 422
+        assert (await login(client, "eve@evil.example", password)).status_code == 422
+    assert (await other_client.get(link)).status_code == 404  # single use
+    await wait_for_mail(
+        client, "ann@example.com", "Your email address was restored: choose a new password"
+    )
+    reset = await reset_link(other_client, "ann@example.com")
+    assert (
+        await set_new_password(other_client, reset, "Ann's own new passphrase")
+    ).status_code == 303
+    assert (
+        await login(other_client, "ann@example.com", "Ann's own new passphrase")
+    ).status_code == 303
+    await wait_for_events(app, lambda r: "authn_email_change_revert" in names(r))
+
+
+async def test_s34_an_undo_link_lives_7_days_to_the_second(client, other_client, app):
+    frozen = FrozenClock()
+    with use_clock(frozen):
+        await register(client, "ann@example.com")
+        await register(other_client, "bob@example.com")
+        await change_email(client, "ann@new.example")
+        await change_email(other_client, "bob@new.example")
+        ann = await mailed_link(client, "ann@example.com", "/revert-email/")
+        bob = await mailed_link(other_client, "bob@example.com", "/revert-email/")
+        frozen.advance(days=7)
+        assert (await follow_link(client, ann, "/revert-email")).status_code == 303
+        frozen.advance(seconds=1)
+        late = await other_client.get(bob)
+        assert late.status_code == 410 and "expired" in late.text
+        assert (
+            await post_form(
+                other_client, "/revert-email", {"token": bob.rsplit("/", 1)[1]}, token_from="/login"
+            )
+        ).status_code == 410
+    assert await user_row(app, "ann@example.com") is not None
+    assert await user_row(app, "bob@new.example") is not None
+
+
+async def test_a_second_change_does_not_take_the_first_addresss_undo_link_away(client, app):
+    frozen = FrozenClock()
+    with use_clock(frozen):
+        await register(client, "ann@example.com")
+        await change_email(client, "eve1@evil.example")
+        frozen.advance(seconds=61)  # past the once-a-minute limit of change requests (S35)
+        await change_email(client, "eve2@evil.example")
+        first = await mailed_link(client, "ann@example.com", "/revert-email/")
+        second = await mailed_link(client, "eve1@evil.example", "/revert-email/")
+        assert (await follow_link(client, first, "/revert-email")).status_code == 303
+        assert await user_row(app, "ann@example.com") is not None
+        # The other undo link (to the intermediate address) died with the restore.
+        assert (await client.get(second)).status_code == 404
+
+
+async def test_undo_is_refused_when_another_account_took_the_old_address(client, other_client, app):
+    await register(client, "ann@example.com")
+    await change_email(client, "ann@new.example")
+    link = await mailed_link(client, "ann@example.com", "/revert-email/")
+    await register(other_client, "ann@example.com", name="Someone else")
+    refused = await follow_link(other_client, link, "/revert-email")
+    assert refused.status_code == 409 and "Another account uses that address" in refused.text
+    moved = await user_row(app, "ann@new.example")
+    assert moved is not None and moved.password_hash is not None  # nothing changed
+    assert await count(app, BrowserSession, BrowserSession.user_id == moved.id) == 1
+
+
+async def test_revert_service_discards_every_pending_link_of_the_account(app, client):
+    ann = await create_account(app.state.db, "ann@example.com")
+    async with app.state.db.writer() as session:
+        service = AccountService(session, app.state.settings, app.state.passwords)
+        changed = await service.confirm_email_change(
+            await request_change(app, ann, "eve@evil.example"), None
+        )
+    pending = await request_change(app, ann, "eve2@evil.example")
+    async with app.state.db.writer() as session:
+        service = AccountService(session, app.state.settings, app.state.passwords)
+        restored = await service.revert_email_change(changed.revert_token)
+    assert restored.email == "ann@example.com"
+    with pytest.raises(TokenRefused):
+        await check_change(app, pending)
+    assert [t.kind for t in await tokens(app)] == [TokenKind.RESET_PASSWORD]
