@@ -29,10 +29,19 @@ migrate: install ## bring the database (DATABASE_URL, default db/app.sqlite) to 
 	mkdir -p db
 	$(BIN)/alembic upgrade head
 
+# Mailed links are built from APP_URL. Unless it is set (in the environment, on make's command
+# line or in .env), `make run` points it at the address it serves on, so `make run PORT=9000`
+# mails links to port 9000.
+APP_URL_IN_DOTENV := $(shell grep -sE '^[[:space:]]*(export[[:space:]]+)?APP_URL[[:space:]]*=' .env)
+ifeq ($(origin APP_URL)$(APP_URL_IN_DOTENV),undefined)
+run: export APP_URL = http://$(HOST):$(PORT)
+endif
+
 # `litestar run` serves with uvicorn, which would believe X-Forwarded-For from 127.0.0.1 (its
 # FORWARDED_ALLOW_IPS default). An empty FORWARDED_ALLOW_IPS trusts no address, so the app alone
 # decides who the client is, with TRUSTED_PROXIES (SECURITY.md S9).
-run: migrate ## install, migrate and serve on http://127.0.0.1:8000
+run: migrate ## install, migrate and serve on http://127.0.0.1:8000 (PORT=… to change)
+	@echo "Serving on http://$(HOST):$(PORT); mailed links use $${APP_URL:-the APP_URL of .env}"
 	FORWARDED_ALLOW_IPS= $(BIN)/litestar --app-dir src run --host $(HOST) --port $(PORT)
 
 test: install $(BENCH_STAMP) ## run the whole test suite (browser tests need Chromium, the bench smoke test wrk: see README)

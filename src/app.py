@@ -42,7 +42,7 @@ from shared.database import Database
 from shared.database.dependencies import provide_db_session
 from shared.database.migrations import head_revision
 from shared.database.serving import hold_serving_lock
-from shared.logs import logging_config
+from shared.logs import logging_config, redact_server_access_log
 from shared.mail import Mailer
 from shared.mail.dev_page import dev_mail
 from shared.security.passwords import Passwords
@@ -155,6 +155,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     for feature in FEATURES:  # ``setup_hooks``: settings-dependent set-up of the built app
         for hook in getattr(feature, "setup_hooks", ()):
             hook(app)
+    redact_server_access_log()  # uvicorn's own access log must not print mailed tokens (S37)
     # Outermost: the access log (404s and errors too); inside it, HEAD answered as GET.
     app.asgi_handler = AccessLog(HeadAsGet(app.asgi_handler))
     return app

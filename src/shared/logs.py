@@ -4,6 +4,11 @@
 from :mod:`shared.web.access_log`; their fields (``request_id``, ``method``, ``path``,
 ``status``, ``duration_ms``, ``user_id``) are attributes of the log record, so the JSON
 formatter emits them as keys and the text formatter appends them.
+
+The server in front of the app may keep its own access log (uvicorn, under ``make run``, logs
+``"GET /reset-password/<token> HTTP/1.1" 200`` on ``uvicorn.access``): :func:`redact_server_access_log`
+makes that log redact secret path segments and drop the query, as the app's own access log does
+(SECURITY.md S37: tokens never appear in logs).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar.logging import LoggingConfig
+
+from shared.web.access_log import safe_path
 
 # Attributes every LogRecord has; anything else on a record is an ``extra`` field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -76,3 +83,35 @@ def logging_config(log_format: str, app_env: str, level: str = "INFO") -> Loggin
         formatters={"standard": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
         log_exceptions="never",
     )
+
+
+SERVER_ACCESS_LOGGERS = ("uvicorn.access",)
+
+
+def redact_request_target(target: str) -> str:
+    """A request target (``/path?query``) fit for a log: secret-like path segments become
+    ``[redacted]`` (:func:`shared.web.access_log.safe_path`) and a query becomes ``?[redacted]``
+    (it may carry a token too)."""
+    path, question, _query = target.partition("?")
+    return safe_path(path) + ("?[redacted]" if question else "")
+
+
+class ServerAccessLogRedaction(logging.Filter):
+    """Rewrites uvicorn's access records (arguments: client, method, target, HTTP version,
+    status) so that the target is redacted before any handler formats it. Records of another
+    shape pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], redact_request_target(args[2]), *args[3:])
+        return True
+
+
+def redact_server_access_log() -> None:
+    """Install :class:`ServerAccessLogRedaction` on the server's access logger (once per
+    process; a second call changes nothing)."""
+    for name in SERVER_ACCESS_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, ServerAccessLogRedaction) for f in target.filters):
+            target.addFilter(ServerAccessLogRedaction())

@@ -1,5 +1,6 @@
 """Email verification and password reset in a real browser, with the links taken from the
-mail a real SMTP server received (SECURITY.md S7, S8, S11, S33, S36)."""
+mail a real SMTP server received (SECURITY.md S7, S8, S11, S33, S36): S7 by signing up again
+with a taken address, S8 by a reset request for an unknown one."""
 
 from __future__ import annotations
 
@@ -92,3 +93,38 @@ async def test_register_verify_sign_out_reset_password_and_sign_in_again(page: P
         )
     )
     assert confirmation
+
+    # S7: signing up again with the address answers exactly like a new sign-up; the owner
+    # gets a mail instead of a second account.
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    await page.goto("/register")
+    await page.get_by_label("Name").fill("Someone Else")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("Confirm password").fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page).to_have_url(re.compile(r"/register/check-email$"))
+    await expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    await expect(page.get_by_text(f"We sent a link to {email}.")).to_be_visible()
+    await expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+    notice = mailbox.wait_for(
+        lambda _: any(
+            m.message["Subject"] == "Slicestar: You already have an account"
+            for m in mailbox.to(email)
+        )
+    )
+    assert notice
+    await sign_in(page, email, PASSWORD)  # the second sign-up set no password
+    await expect(page.locator(".flash-error")).to_have_text("The email or password is incorrect.")
+
+    # S8: a reset request for an unknown address gets the same answer, and no mail.
+    unknown = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
+    await page.goto("/forgot-password")
+    await page.get_by_label("Email").fill(unknown)
+    await page.get_by_role("button", name="Send me a link").click()
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    await expect(page.locator(".flash-info")).to_contain_text(
+        f"If an account uses {unknown}, we have sent it a link"
+    )
+    assert mailbox.to(unknown) == []

@@ -15,6 +15,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,7 +27,7 @@ from shared.config import ROOT_DIR
 from shared.database import Database
 from tests.accounts import create_account
 from tests.conftest import SECRET_KEY
-from tests.support import csrf
+from tests.support import DEFAULT_PASSWORD, csrf, mailed_link, mails_to
 
 
 def _free_port() -> int:
@@ -34,10 +36,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """``make run PORT=…`` on a new SQLite file; yields ``(base URL, database URL)``."""
-    tmp_path = tmp_path_factory.mktemp("make-run")
+@contextmanager
+def served_by_make_run(tmp_path: Path, **env_values: str | None) -> Iterator[tuple[str, str, Path]]:
+    """``make run PORT=…`` on a new SQLite file (``env_values`` change the environment; ``None``
+    removes a variable); yields ``(base URL, database URL, log file)`` (the server's stdout and
+    stderr, unbuffered)."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite'}"
@@ -49,8 +52,14 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         "DATABASE_URL": database_url,
         "STORAGE_DIR": str(tmp_path / "assets"),
         "TRUSTED_PROXIES": "",
+        "PYTHONUNBUFFERED": "1",  # the log file shows each line when it is written
     }
     env.pop("FORWARDED_ALLOW_IPS", None)  # as on a fresh machine
+    for key, value in env_values.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     log = tmp_path / "make-run.log"
     process = subprocess.Popen(
         ["make", "run", f"PORT={port}"],
@@ -71,7 +80,7 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
             assert process.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        yield base_url, database_url
+        yield base_url, database_url, log
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -81,8 +90,15 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
             process.wait()
 
 
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """``make run PORT=…`` with ``APP_URL`` set to its address (see :func:`served_by_make_run`)."""
+    with served_by_make_run(tmp_path_factory.mktemp("make-run")) as served:
+        yield served
+
+
 async def test_s9_make_run_ignores_forwarded_for_from_a_local_client(make_run):
-    base_url, database_url = make_run
+    base_url, database_url, _log = make_run
     db = Database(database_url)
     try:
         await create_account(db, "ann@example.com")
@@ -115,7 +131,7 @@ async def test_s9_make_run_ignores_forwarded_for_from_a_local_client(make_run):
 
 
 def test_s24_head_through_the_real_server_sends_headers_only(make_run):
-    base_url, _ = make_run
+    base_url, _database_url, _log = make_run
     for path, status in (("/login", 200), ("/healthz", 200), ("/static/app.css", 200)):
         get = httpx.get(base_url + path, timeout=10)
         head = httpx.head(base_url + path, timeout=10)  # what `curl -I` sends
@@ -123,3 +139,60 @@ def test_s24_head_through_the_real_server_sends_headers_only(make_run):
         assert head.content == b"" and get.content, path
         assert head.headers["content-type"] == get.headers["content-type"], path
     assert httpx.head(base_url + "/logout", timeout=10).status_code == 405
+
+
+def test_s37_the_servers_access_log_never_shows_a_mailed_token(make_run):
+    base_url, _database_url, log = make_run
+    token = "Tq3v" * 10 + "x_-"  # the shape of a mailed token: 43 URL-safe characters
+    paths = (
+        f"/reset-password/{token}",
+        f"/verify-email/{token}",
+        f"/confirm-email/{token}",
+        f"/login?next=/x&token={token}",
+    )
+    for path in paths:
+        assert httpx.get(base_url + path, timeout=10).status_code in (200, 404, 410), path
+    marker = "/login?probe=" + "end"
+    httpx.get(base_url + marker, timeout=10)
+    for _ in range(200):  # the server writes its access line after the response
+        text = log.read_text()
+        if '"GET /login?[redacted] HTTP/1.1" 200' in text and text.count("[redacted]") >= 5:
+            break
+        time.sleep(0.05)
+    text = log.read_text()
+    assert token not in text
+    assert "probe=end" not in text
+    for shown in (
+        '"GET /reset-password/[redacted] HTTP/1.1"',
+        '"GET /verify-email/[redacted] HTTP/1.1"',
+        '"GET /confirm-email/[redacted] HTTP/1.1"',
+    ):
+        assert shown in text, text[-3000:]
+
+
+def _app_url_in_dotenv() -> bool:
+    dotenv = ROOT_DIR / ".env"
+    return dotenv.exists() and "APP_URL" in dotenv.read_text()
+
+
+@pytest.mark.skipif(_app_url_in_dotenv(), reason="this checkout's .env sets APP_URL")
+async def test_s37_make_run_on_another_port_mails_links_to_that_port(tmp_path):
+    with served_by_make_run(tmp_path, APP_URL=None) as (base_url, _database_url, log):
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            token = await csrf(client, "/register")
+            email = f"port-{base_url.rsplit(':', 1)[1]}@example.com"
+            response = await client.post(
+                "/register",
+                data={
+                    "name": "Ann",
+                    "email": email,
+                    "password": DEFAULT_PASSWORD,
+                    "password_confirmation": DEFAULT_PASSWORD,
+                    "_csrf_token": token,
+                },
+            )
+            assert response.status_code == 303
+            path = await mailed_link(client, email, "/verify-email/")
+            [mail] = await mails_to(client, email)
+    assert base_url + path in mail.links  # not http://127.0.0.1:8000
+    assert f"mailed links use {base_url}" in log.read_text()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 import logging
 
-from shared.logs import JSONFormatter, TextFormatter, logging_config, uses_json
+from shared.logs import (
+    JSONFormatter,
+    ServerAccessLogRedaction,
+    TextFormatter,
+    logging_config,
+    redact_request_target,
+    uses_json,
+)
 from shared.web.access_log import safe_path
 from tests.support import register
 
@@ -64,3 +71,24 @@ async def test_each_request_is_logged_once_with_the_signed_in_user(client, caplo
     assert lines[0].user_id
     assert lines[1].user_id is None  # no route matched, so no session was looked up
     assert not any("private" in str(vars(r)) for r in lines)  # no query string
+
+
+def test_s37_the_servers_access_records_are_redacted_before_formatting():
+    token = "A" * 43
+    assert redact_request_target(f"/reset-password/{token}") == "/reset-password/[redacted]"
+    assert redact_request_target(f"/login?next=/x&token={token}") == "/login?[redacted]"
+    assert redact_request_target("/tasks/3") == "/tasks/3"
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/verify-email/{token}?t={token}", "1.1", 200),
+        None,
+    )
+    assert ServerAccessLogRedaction().filter(record)
+    assert (
+        record.getMessage()
+        == '127.0.0.1:5000 - "GET /verify-email/[redacted]?[redacted] HTTP/1.1" 200'
+    )

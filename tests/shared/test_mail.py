@@ -354,6 +354,46 @@ async def test_s37_mailed_links_use_app_url_not_the_request_host(tmp_path, sqlit
     assert "evil.example.net" not in got.text + got.html
 
 
+async def test_an_internationalised_sign_up_address_is_mailable_over_smtp(
+    tmp_path, sqlite_template
+):
+    import shutil
+
+    shutil.copyfile(sqlite_template, tmp_path / "app.sqlite")
+    form = {
+        "name": "Jörg",
+        "password": "correct horse battery staple",
+        "password_confirmation": "correct horse battery staple",
+    }
+    with smtp_server() as (server, port):
+        app = create_app(
+            settings_with(
+                tmp_path,
+                database_url=f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite'}",
+                app_url="http://slicestar.example.com",
+                mail_url=f"smtp://127.0.0.1:{port}",
+            )
+        )
+        async with running(app), make_browser(app) as browser:
+            refused = await post_form(
+                browser, "/register", {**form, "email": "jörg@example.com"}, token_from="/register"
+            )
+            assert refused.status_code == 422
+            assert "plain ASCII letters" in refused.text
+            response = await post_form(
+                browser,
+                "/register",
+                {**form, "email": "Jorg@Bücher.Example"},
+                token_from="/register",
+            )
+            assert response.status_code == 303
+            await app.state.mail.join()
+            assert app.state.mail.queue.failed == 0
+        [got] = server.wait_for(lambda m: len(m) == 1)
+    assert got.rcpt_tos == ["jorg@xn--bcher-kva.example"]  # the domain in its ASCII form
+    assert got.message["To"] == "Jörg <jorg@xn--bcher-kva.example>"
+
+
 async def test_unreachable_smtp_server_never_fails_the_action_and_is_retried(
     tmp_path, sqlite_template, caplog
 ):

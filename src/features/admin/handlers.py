@@ -276,7 +276,8 @@ class AdminController(Controller):
         user_id: FromPath[str],
     ) -> Redirect:
         """Mail the account a password-reset link (the administrator never sees or sets the
-        password). A disabled account gets none."""
+        password). A disabled account gets none; a mail the mailer refuses is reported as not
+        sent, never as sent."""
         target_id = _user_id(user_id)
         try:
             sent = await send_password_reset(
@@ -284,8 +285,11 @@ class AdminController(Controller):
             )
         except UserNotFound:
             raise NotFoundException(NOT_FOUND) from None
-        if not sent:
+        if sent == "disabled":
             message = "The account is disabled: enable it before sending a reset link."
+            return redirect(request, _user_path(target_id), flash=("error", message))
+        if sent == "not_sent":
+            message = "The reset mail could not be sent to this account (see the server log)."
             return redirect(request, _user_path(target_id), flash=("error", message))
         emit_security_event(request, "admin_password_reset_sent", user_id=target_id)
         return redirect(

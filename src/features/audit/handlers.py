@@ -23,6 +23,7 @@ LABELS = {
     "authn_password_reset_request": "Password reset requested",
     "authn_email_change": "Email changed",
     "authn_email_change_request": "Email change requested",
+    "authn_email_change_revert": "Email change undone",
     "authn_email_verified": "Email verified",
     "authn_mfa_enabled": "Two-factor authentication turned on",
     "authn_mfa_disabled": "Two-factor authentication turned off",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,7 @@ from features.users.models import Role, User
 from features.users.repository import SORTS, UserAdminQueries, UserFilter, UserRepository, UserStats
 from shared import clock
 from shared.database import Page
+from shared.mail import unsafe_in_header
 
 __all__ = [
     "SORTS",
@@ -46,38 +48,67 @@ class LastAdmin(Exception):
     """Raised when a change would leave no enabled administrator (SECURITY.md S39)."""
 
 
-def normalise_email(raw: str) -> str:
-    """Return ``raw`` trimmed, with the whole address lower-cased (DESIGN.md §2).
+NON_ASCII_LOCAL_PART = (
+    "Our mail cannot reach an address with characters other than plain ASCII letters, digits "
+    "and punctuation before the @. Use another address."
+)
 
-    Lower-casing the local part too means ``Ann@x.org`` and ``ann@x.org`` are one account.
+
+def _validated(raw: str, *, smtputf8: bool) -> ValidatedEmail:
+    return validate_email(raw, check_deliverability=False, allow_smtputf8=smtputf8)
+
+
+def normalise_email(raw: str) -> str:
+    """Return ``raw`` trimmed, with an internationalised domain in its ASCII (IDNA, punycode)
+    form and the whole address lower-cased (DESIGN.md §2).
+
+    Lower-casing the local part too means ``Ann@x.org`` and ``ann@x.org`` are one account;
+    the ASCII domain means ``ann@bücher.example`` and ``ann@xn--bcher-kva.example`` are one
+    account too, and that every stored address can be given to an SMTP server that does not
+    speak SMTPUTF8 (RFC 5890, RFC 6531). A string that is not a valid address is only trimmed
+    and lower-cased (it is used for look-ups that find nothing), never refused here.
     """
-    return raw.strip().lower()
+    email = raw.strip()
+    with contextlib.suppress(EmailNotValidError):
+        email = _validated(email, smtputf8=False).ascii_email or email
+    return email.lower()
 
 
 def email_error(raw: str) -> str | None:
     """Return why ``raw`` is not an acceptable email address, or ``None`` if it is.
 
     Syntax only (no DNS look-up); display names (``"A" <a@b>``), CR/LF and over-long
-    addresses are refused.
+    addresses are refused, and so is a local part (before the @) with non-ASCII characters:
+    the mail transport does not use SMTPUTF8, so such an address could never get our mail
+    (an internationalised domain is fine: it is stored in its ASCII form).
     """
     if not raw:
         return "Enter your email address."
     if len(raw) > EMAIL_MAX:
         return f"An email address has at most {EMAIL_MAX} characters."
     try:
-        validate_email(raw, check_deliverability=False)
+        _validated(raw, smtputf8=False)
     except EmailNotValidError:
-        return "Enter a valid email address, like name@example.com."
+        try:
+            _validated(raw, smtputf8=True)
+        except EmailNotValidError:
+            return "Enter a valid email address, like name@example.com."
+        return NON_ASCII_LOCAL_PART
     return None
 
 
 def name_error(raw: str) -> str | None:
-    """Return why ``raw`` is not an acceptable display name, or ``None``."""
+    """Return why ``raw`` is not an acceptable display name, or ``None``.
+
+    At most 100 characters, and nothing a mail header refuses: the name is the display name of
+    every account mail, so the rule is :func:`shared.mail.unsafe_in_header` (control characters
+    C0, DEL and C1, and line separators).
+    """
     if not raw:
         return "Enter your name."
     if len(raw) > NAME_MAX:
         return f"A name has at most {NAME_MAX} characters."
-    if any(ord(c) < 0x20 for c in raw):
+    if unsafe_in_header(raw):
         return "A name cannot contain control characters."
     return None
 
@@ -114,6 +145,12 @@ class UserService:
     async def set_password_hash(self, user: User, password_hash: str) -> None:
         """Replace ``user``'s password hash (flushed, not committed)."""
         user.password_hash = password_hash
+        await self.session.flush()
+
+    async def clear_password(self, user: User) -> None:
+        """Remove ``user``'s password (flushed, not committed): no password signs in until a
+        reset link sets a new one (after a suspected takeover)."""
+        user.password_hash = None
         await self.session.flush()
 
     async def rename(self, user: User, name: str) -> bool:

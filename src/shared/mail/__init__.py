@@ -5,7 +5,13 @@ README "Mail" describes ``MAIL_URL``, the outbox and the development page ``/dev
 """
 
 from shared.mail.mailer import Mailer
-from shared.mail.message import MailAddressError, address, build_message, parse_sender
+from shared.mail.message import (
+    MailAddressError,
+    address,
+    build_message,
+    parse_sender,
+    unsafe_in_header,
+)
 from shared.mail.outbox import OutboxMessage, read_outbox
 from shared.mail.queue import MailQueue
 from shared.mail.transport import (
@@ -32,4 +38,5 @@ __all__ = [
     "parse_sender",
     "read_outbox",
     "transport_for",
+    "unsafe_in_header",
 ]

@@ -2,14 +2,15 @@
 
 Every message is a stdlib :class:`email.message.EmailMessage` (``multipart/alternative`` with a
 plain-text and an HTML part). Addresses go through :class:`email.headerregistry.Address`, so a
-display name is quoted, never parsed as further recipients; CR, LF and other control characters
-in a name, an address or a subject are refused with :class:`MailAddressError` before any header
+display name is quoted, never parsed as further recipients; CR, LF and every other control
+character (C0, DEL, C1) or line separator in a name, an address or a subject is refused with :class:`MailAddressError` before any header
 is written (OWASP Email Validation and Verification; header injection, CWE-93).
 """
 
 from __future__ import annotations
 
 import email.policy
+import unicodedata
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -25,8 +26,29 @@ class MailAddressError(ValueError):
     """An address, display name or subject that must not go into a mail header."""
 
 
+# Characters no header value may hold: every Unicode control character (category Cc: C0
+# U+0000–U+001F, DEL U+007F, C1 U+0080–U+009F, which includes NEL U+0085), the Unicode line
+# and paragraph separators, which some mail programs treat as line breaks, and lone surrogates
+# (category Cs), which cannot be encoded at all.
+_LINE_SEPARATORS = frozenset("\u2028\u2029")
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs"})
+
+
+def unsafe_in_header(value: str) -> bool:
+    """True when ``value`` holds a character a mail header must not carry: a control character
+    (C0, DEL, C1), U+2028/U+2029 or a lone surrogate.
+
+    The one rule for header text: the mailer refuses such a name, address or subject, and the
+    display-name validation of the account forms uses the same function, so a name that passes
+    the form can always be mailed (CWE-93).
+    """
+    return any(
+        c in _LINE_SEPARATORS or unicodedata.category(c) in _REFUSED_CATEGORIES for c in value
+    )
+
+
 def _refuse_controls(value: str, what: str) -> None:
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if unsafe_in_header(value):
         raise MailAddressError(f"{what} contains a control character (CR, LF, …)")
 
 

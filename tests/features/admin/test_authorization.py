@@ -43,6 +43,8 @@ PUBLIC = {
     ("POST", "/reset-password"),
     ("GET", "/confirm-email/{token:str}"),
     ("POST", "/confirm-email"),
+    ("GET", "/revert-email/{token:str}"),
+    ("POST", "/revert-email"),
     # The development outbox (404 unless APP_ENV=development).
     ("GET", "/dev/mail"),
     ("GET", "/healthz"),

@@ -65,6 +65,9 @@ async def test_profile_changes_the_display_name_and_refuses_bad_names(client, ap
         ("", "Enter your name."),
         ("x" * 101, "at most 100"),
         ("A\x07b", "control"),
+        ("A\x7fb", "control"),  # DEL
+        ("A\x85b", "control"),  # C1 (NEL): the mailer refuses it in a header too
+        ("A\x9fb", "control"),
     ):
         response = await settings_post(client, "/settings/profile", {"name": bad})
         assert response.status_code == 422 and message in response.text
@@ -137,6 +140,22 @@ async def test_email_change_to_the_current_address_is_a_field_error(client, app)
     assert [m.subject for m in await mails_to(client, "ann@example.com")] == [
         "Slicestar: Verify your email address"
     ]
+
+
+async def test_email_change_takes_an_idn_domain_in_ascii_form_and_refuses_a_utf8_local_part(
+    client, app
+):
+    await register(client, "ann@example.com")
+    await confirm_password(client)
+    refused = await settings_post(client, "/settings/email", {"email": "jörg@example.com"})
+    assert refused.status_code == 422 and "plain ASCII letters" in refused.text
+    assert await count(app, EmailToken, EmailToken.kind == "change_email") == 0
+    done = await settings_post(client, "/settings/email", {"email": "Ann@Bücher.Example"})
+    assert done.status_code == 303
+    link = await mailed_link(client, "ann@xn--bcher-kva.example", "/confirm-email/")
+    assert (await follow_link(client, link, "/confirm-email")).status_code == 303
+    assert await user_row(app, "ann@xn--bcher-kva.example") is not None
+    assert (await login(client, "ann@bücher.example")).status_code == 303  # either form signs in
 
 
 async def test_email_change_to_a_taken_address_answers_like_success_and_changes_nothing(
@@ -377,6 +396,28 @@ async def test_admin_reset_mail_is_not_sent_to_a_disabled_account(client, other_
     )
     assert response.status_code == 303
     assert "The account is disabled" in (await client.get(response.headers["location"])).text
+    assert not [m for m in await mails_to(client, "bob@example.com") if "Reset" in m.subject]
+
+
+async def test_admin_is_told_when_the_reset_mail_cannot_be_sent(client, other_client, app):
+    await register(client, "root@example.com")
+    await register(other_client, "bob@example.com", name="Bob")
+    async with app.state.db.write() as session:
+        await session.execute(
+            update(User).where(User.email == "root@example.com").values(role=Role.ADMIN)
+        )
+        # A name stored before the name rule refused C1 controls: no header can carry it.
+        await session.execute(
+            update(User).where(User.email == "bob@example.com").values(name="Bob\x85")
+        )
+    bob = await user_row(app, "bob@example.com")
+    response = await post_form(
+        client, f"/admin/users/{bob.id}/password-reset", {}, token_from="/admin"
+    )
+    assert response.status_code == 303
+    page = (await client.get(response.headers["location"])).text
+    assert "The reset mail could not be sent" in page
+    assert "Password reset link sent." not in page
     assert not [m for m in await mails_to(client, "bob@example.com") if "Reset" in m.subject]
 
 

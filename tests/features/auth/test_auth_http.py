@@ -44,6 +44,37 @@ async def test_register_invalid_input_rerenders_with_field_errors_and_writes_not
     assert await count_users(app) == 0
 
 
+async def test_register_refuses_a_name_no_mail_header_can_carry(client, app):
+    for name in ("Ann\x7fSmith", "Ann\x85Smith", "Ann\u2028Smith"):
+        response = await post_form(
+            client,
+            "/register",
+            {
+                "name": name,
+                "email": "ann@example.com",
+                "password": "a long enough passphrase",
+                "password_confirmation": "a long enough passphrase",
+            },
+        )
+        assert response.status_code == 422, repr(name)
+        assert "A name cannot contain control characters." in response.text
+    assert await count_users(app) == 0
+
+
+async def test_register_refuses_a_utf8_local_part_and_stores_an_idn_domain_as_ascii(client, app):
+    form = {"name": "Ann", "password": DEFAULT_PASSWORD, "password_confirmation": DEFAULT_PASSWORD}
+    refused = await post_form(client, "/register", {**form, "email": "jörg@example.com"})
+    assert refused.status_code == 422
+    assert "plain ASCII letters" in refused.text and 'value="jörg@example.com"' in refused.text
+    assert await count_users(app) == 0
+    done = await post_form(client, "/register", {**form, "email": "Ann@Bücher.Example"})
+    assert done.status_code == 303
+    async with app.state.db.reader() as session:
+        assert await session.scalar(select(User.email)) == "ann@xn--bcher-kva.example"
+    [mail] = await mails_to(client, "ann@xn--bcher-kva.example")
+    assert mail.to == "Ann <ann@xn--bcher-kva.example>"
+
+
 async def test_register_mismatched_passwords_are_refused(client, app):
     response = await post_form(
         client,

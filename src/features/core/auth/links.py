@@ -41,7 +41,7 @@ from shared.web.guards import VERIFY_EMAIL_PATH
 from shared.web.render import page, redirect
 
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
-LinkKind = Literal["verify", "reset", "change"]
+LinkKind = Literal["verify", "reset", "change", "revert"]
 
 REFUSALS = {
     "invalid": "This link is not valid. It may be incomplete, or a newer link replaced it.",
@@ -53,6 +53,7 @@ AGAIN = {
     "verify": ("/login", "Sign in to get a new link"),
     "reset": ("/forgot-password", "Request a new link"),
     "change": ("/settings/profile", "Start the change again"),
+    "revert": ("/forgot-password", "Reset the password instead"),
 }
 RESET_SENT = (
     "If an account uses {email}, we have sent it a link to choose a new password. "

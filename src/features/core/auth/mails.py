@@ -14,6 +14,7 @@ from shared.mail import Mailer
 VERIFY_PATH = "/verify-email/"
 RESET_PATH = "/reset-password/"
 CONFIRM_EMAIL_PATH = "/confirm-email/"
+REVERT_EMAIL_PATH = "/revert-email/"
 
 
 def _send(mailer: Mailer, to: str, name: str, subject: str, template: str, **context: Any) -> bool:
@@ -114,8 +115,11 @@ def confirm_new_email(mailer: Mailer, new_email: str, name: str, token: str) -> 
     )
 
 
-def email_was_changed(mailer: Mailer, old_email: str, name: str, new_email: str) -> bool:
-    """To the old address once the change is done (S37)."""
+def email_was_changed(
+    mailer: Mailer, old_email: str, name: str, new_email: str, revert_token: str
+) -> bool:
+    """To the old address once the change is done (S37), with the link that undoes it (valid
+    7 days, single use): the old address comes back, every session ends, a new password is due."""
     return _send(
         mailer,
         old_email,
@@ -123,7 +127,20 @@ def email_was_changed(mailer: Mailer, old_email: str, name: str, new_email: str)
         "Your email address was changed",
         "email_changed",
         new_email=new_email,
-        reset_link=mailer.link("/forgot-password"),
+        revert_link=mailer.link(REVERT_EMAIL_PATH + revert_token),
+    )
+
+
+def email_restored(mailer: Mailer, email: str, name: str, reset_token: str) -> bool:
+    """To the restored address after an email change was undone: every session was signed
+    out and the password removed; the link sets a new one (60 minutes, single use)."""
+    return _send(
+        mailer,
+        email,
+        name,
+        "Your email address was restored: choose a new password",
+        "email_restored",
+        link=mailer.link(RESET_PATH + reset_token),
     )
 
 

@@ -1,10 +1,12 @@
 """The ``email_tokens`` table: one-time links sent by mail (SECURITY.md S33, S34, S37).
 
-One table for every kind of link: email verification, password reset, email change. A row holds
-only the SHA-256 of the token (the raw token exists in the mail alone), the address the link was
-sent to (``email``: the account's address for verification and reset, the new address for a
-change), when it expires and when it was used. Issuing a new token of a kind deletes the user's
-older ones of that kind, so at most one link per kind and user is ever live (superseded, S33).
+One table for every kind of link: email verification, password reset, email change, and the
+undo link of an email change. A row holds only the SHA-256 of the token (the raw token exists in
+the mail alone), the address the link was sent to (``email``: the account's address for
+verification and reset, the new address for a change, the old address, which the undo link
+restores, for an undo), when it expires and when it was used. Issuing a new token of a kind
+deletes the user's older ones of that kind, so at most one link per kind and user is ever live
+(superseded, S33); undo links are the exception: each changed-away address keeps its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class TokenKind(enum.StrEnum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"
     CHANGE_EMAIL = "change_email"
+    REVERT_EMAIL = "revert_email"  # to the old address after a change: undo it (7 days)
 
 
 class EmailToken(UUIDPrimaryKeyMixin, Base):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from litestar.connection import ASGIConnection
@@ -32,6 +33,7 @@ __all__ = [
     "EmailTaken",
     "EmailTokens",
     "Registration",
+    "ResetMailResult",
     "SignedIn",
     "TokenKind",
     "TokenRefused",
@@ -192,7 +194,8 @@ class AuthService:
 
     async def reset_password(self, raw_token: str, new_password: str) -> User:
         """Use a reset link: set ``new_password`` (already checked against S3), end every session
-        of the account (S18, S36), sign nobody in; commits and returns the user.
+        of the account (S18, S36), discard its pending email-change links, sign nobody in;
+        commits and returns the user.
 
         Following the link proves the address, so an unverified account becomes verified.
         Raises :class:`TokenRefused` (nothing changes). The password is hashed before the write
@@ -209,6 +212,9 @@ class AuthService:
         if user.email_verified_at is None:
             user.email_verified_at = clock.now()
         await self.sessions.end_all_for_user(user.id)
+        # A pending email-change link may belong to whoever the reset locks out: it dies too,
+        # in the same transaction, or it would hand them the account back later (S18, S36).
+        await self.tokens.discard(user.id, TokenKind.CHANGE_EMAIL)
         await self.session.commit()
         return user
 
@@ -287,20 +293,28 @@ class AuthService:
         await self.session.commit()
 
 
+ResetMailResult = Literal["queued", "disabled", "not_sent"]
+
+
 async def send_password_reset(
     session: AsyncSession,
     settings: Settings,
     passwords: Passwords,
     mailer: Mailer,
     user_id: uuid.UUID,
-) -> bool:
+) -> ResetMailResult:
     """Mail ``user_id`` a password-reset link on an administrator's behalf.
 
-    Returns False for a disabled account (no mail, S19). Raises :class:`UserNotFound`.
+    Returns ``"queued"`` when the mail was handed to the delivery queue, ``"disabled"`` for a
+    disabled account (no link, no mail, S19), ``"not_sent"`` when the mailer refused the mail
+    (an address or name a header cannot carry, a template error, the mailer not running; the
+    reason is in the log, and the link issued is useless since nobody received it).
+    Raises :class:`UserNotFound`.
     """
     issued = await AuthService(session, settings, passwords).password_reset_for(user_id)
     if issued is None:
-        return False
+        return "disabled"
     user, token = issued
-    mails.reset_password(mailer, user.email, user.name, token, by_admin=True)
-    return True
+    if not mails.reset_password(mailer, user.email, user.name, token, by_admin=True):
+        return "not_sent"
+    return "queued"

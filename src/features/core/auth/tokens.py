@@ -2,10 +2,12 @@
 
 - 256-bit tokens from :mod:`secrets` (``token_urlsafe(32)``: 43 URL-safe characters); the
   database keeps only their SHA-256 (S33).
-- Lifetimes: email verification 24 hours, password reset 60 minutes, email change 24 hours.
+- Lifetimes: email verification 24 hours, password reset 60 minutes, email change 24 hours,
+  undoing an email change (the link sent to the old address) 7 days.
   A link is valid at its expiry instant and refused one second later (S34).
 - Single use: consumed by one conditional ``UPDATE`` whose row count decides the winner (R3).
-- Superseded: issuing a token deletes the user's older ones of the same kind (S33).
+- Superseded: issuing a token deletes the user's older ones of the same kind (S33), except an
+  undo link of an email change: a second change must not take the first address's remedy away.
 - A verification or reset link is valid only while the account's email is still the address
   it was sent to: changing the email kills it (S37).
 
@@ -36,6 +38,7 @@ LIFETIMES: dict[TokenKind, timedelta] = {
     TokenKind.VERIFY_EMAIL: timedelta(hours=24),  # S34
     TokenKind.RESET_PASSWORD: timedelta(minutes=60),  # S34
     TokenKind.CHANGE_EMAIL: timedelta(hours=24),
+    TokenKind.REVERT_EMAIL: timedelta(days=7),
 }
 # Kinds whose link must still match the account's current address (S37).
 _BOUND_TO_CURRENT_EMAIL = frozenset({TokenKind.VERIFY_EMAIL, TokenKind.RESET_PASSWORD})
@@ -69,12 +72,16 @@ class EmailTokens:
         self.tokens = EmailTokenRepository(session)
         self.users = UserService(session)
 
-    async def issue(self, user_id: uuid.UUID, kind: TokenKind, email: str) -> str:
+    async def issue(
+        self, user_id: uuid.UUID, kind: TokenKind, email: str, *, supersede: bool = True
+    ) -> str:
         """A new token of ``kind`` for ``user_id``, sent to ``email``; returns the raw token.
 
-        The user's older tokens of ``kind`` are deleted (superseded, S33).
+        The user's older tokens of ``kind`` are deleted (superseded, S33) unless ``supersede``
+        is False (undo links of email changes: one per changed-away address).
         """
-        await self.tokens.delete_kind_for_user(user_id, kind)
+        if supersede:
+            await self.tokens.delete_kind_for_user(user_id, kind)
         raw = new_token(TOKEN_BYTES)
         now = clock.now()
         await self.tokens.add(
@@ -120,5 +127,6 @@ class EmailTokens:
         return row
 
     async def discard(self, user_id: uuid.UUID, *kinds: TokenKind) -> None:
-        """Delete the user's tokens of ``kinds`` (links that must die, e.g. after a change)."""
+        """Delete the user's tokens of ``kinds``, or of every kind when none is given (links
+        that must die, e.g. after a change)."""
         await self.tokens.delete_for_user(user_id, *kinds)

@@ -3,8 +3,12 @@ S3, S4, S18, S20, S37)."""
 
 from pathlib import Path
 
-from features.core.auth.account.handlers import AccountController, EmailChangeLinkController
+from features.core.auth.account.handlers import (
+    AccountController,
+    EmailChangeLinkController,
+    EmailRevertLinkController,
+)
 
-routes = [AccountController, EmailChangeLinkController]
+routes = [AccountController, EmailChangeLinkController, EmailRevertLinkController]
 template_dir = Path(__file__).parent / "templates"
 listeners: list = []

@@ -1,4 +1,6 @@
-"""Settings → Profile (name, email), Password and Delete account; the email-change link page.
+"""Settings → Profile (name, email), Password and Delete account; the email-change link page
+and the page of the link that undoes a change (``/revert-email/<token>``, mailed to the old
+address).
 
 Changing the email and deleting the account need a password confirmed within 15 minutes
 (``requires_recent_password``, S20); changing the password needs the current one (S4) and is
@@ -243,7 +245,13 @@ class EmailChangeLinkController(Controller):
             )
             response.headers.update(NO_REFERRER)
             return response
-        mails.email_was_changed(state.mail, changed.old_email, changed.user.name, changed.new_email)
+        mails.email_was_changed(
+            state.mail,
+            changed.old_email,
+            changed.user.name,
+            changed.new_email,
+            changed.revert_token,
+        )
         emit_security_event(
             request, "authn_email_change", user_id=changed.user.id, actor_id=changed.user.id
         )
@@ -251,3 +259,66 @@ class EmailChangeLinkController(Controller):
         if user is not None:
             return redirect(request, PROFILE_PATH, flash=("success", message))
         return redirect(request, "/login", flash=("success", message + " Sign in with it."))
+
+
+class EmailRevertLinkController(Controller):
+    """``/revert-email/<token>``: the link in the "your email address was changed" notice, sent
+    to the old address (public: whoever changed the address may hold every session). Opening it
+    changes nothing (S24); its button restores the address, signs every session out (S18),
+    removes the password and mails a reset link to the restored address."""
+
+    @get("/revert-email/{token:str}", opt={"public": True}, name="account.revert_email")
+    async def revert_page(
+        self,
+        request: Request,
+        db_session: NamedDependency[AsyncSession],
+        state: State,
+        token: FromPath[str],
+    ) -> Template:
+        """Checks the link (changes nothing) and says what undoing does."""
+        try:
+            owner, old_email = await _service(db_session, state).check_email_revert(token)
+        except TokenRefused as refused:
+            return link_refused(request, "revert", refused)
+        context = {"token": token, "old_email": old_email, "current_email": owner.email}
+        response = page(request, "account/revert_email.html", context)
+        response.headers.update(NO_REFERRER)
+        return response
+
+    @post("/revert-email", opt={"public": True}, name="account.revert_email_post")
+    async def revert(
+        self, request: Request, db_session: NamedDependency[AsyncSession], state: State
+    ) -> Template | Redirect:
+        """Undo the change; this browser is signed out too, and lands on the sign-in page."""
+        token = (await read_form(request)).get("token", "")
+        try:
+            restored = await _service(db_session, state).revert_email_change(token)
+        except TokenRefused as refused:
+            return link_refused(request, "revert", refused)
+        except EmailTaken:
+            response = page(
+                request,
+                "auth/link_refused.html",
+                {
+                    "message": "Another account uses that address now, so it cannot come back.",
+                    "again_path": "/forgot-password",
+                    "again_label": "Reset the password instead",
+                },
+                status_code=409,
+            )
+            response.headers.update(NO_REFERRER)
+            return response
+        mails.email_restored(state.mail, restored.email, restored.user.name, restored.reset_token)
+        emit_security_event(
+            request,
+            "authn_email_change_revert",
+            user_id=restored.user.id,
+            actor_id=restored.user.id,
+        )
+        settings = state.settings
+        cookie = expired_cookie(session_cookie_name(settings), https=settings.https)
+        message = (
+            f"The account uses {restored.email} again and every session was signed out. "
+            "We sent that address a link to choose a new password."
+        )
+        return redirect(request, "/login", flash=("success", message), cookies=[cookie])
