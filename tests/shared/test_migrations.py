@@ -98,3 +98,38 @@ def test_migration_history_is_linear():
     assert len(heads) == 1
     downs = [down for _, down in revisions()]
     assert downs[0] is None and len(set(downs)) == len(downs)
+
+
+async def test_0011_rewrites_unicode_domains_to_their_ascii_form(client, app, settings):
+    """Accounts stored with a Unicode domain before 0011 are found by sign-in afterwards."""
+    from tests.support import login
+
+    await register(client, "ann@example.com")
+    await register(client, "bob@example.com")
+    await register(client, "cy@example.com")
+    await app.state.db.dispose()
+    migrate(settings.database_url, "downgrade", "0010")
+    engine = create_async_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            for old, new in [
+                ("ann@example.com", "ann@bücher.example"),
+                ("bob@example.com", "bob@bücher.example"),  # its ASCII form is taken below
+                ("cy@example.com", "bob@xn--bcher-kva.example"),
+            ]:
+                await conn.execute(
+                    text("UPDATE users SET email = :new WHERE email = :old"),
+                    {"new": new, "old": old},
+                )
+        migrate(settings.database_url, "upgrade", "head")
+        async with engine.connect() as conn:
+            emails = set((await conn.execute(text("SELECT email FROM users"))).scalars())
+    finally:
+        await engine.dispose()
+    assert emails == {
+        "ann@xn--bcher-kva.example",
+        "bob@bücher.example",  # left as it was: the ASCII form belongs to another account
+        "bob@xn--bcher-kva.example",
+    }
+    client.cookies.clear()
+    assert (await login(client, "ann@bücher.example")).status_code == 303
