@@ -43,6 +43,15 @@ CHANGE_SENT = "We sent a link to {email}. Your address changes when you open it 
 LAST_ADMIN = "You are the last active administrator: make someone else an administrator first."
 
 
+def _address_taken(request: Request, message: str, *, again: tuple[str, str]) -> Template:
+    """The 409 page of a link whose address another account took meanwhile (nothing changed);
+    ``again`` is ``(path, label)`` of the way on."""
+    context = {"message": message, "again_path": again[0], "again_label": again[1]}
+    response = page(request, "auth/link_refused.html", context, status_code=409)
+    response.headers.update(NO_REFERRER)
+    return response
+
+
 def _service(db_session: AsyncSession, state: State) -> AccountService:
     return AccountService(db_session, state.settings, state.passwords)
 
@@ -233,18 +242,11 @@ class EmailChangeLinkController(Controller):
         except TokenRefused as refused:
             return link_refused(request, "change", refused)
         except EmailTaken:
-            response = page(
+            return _address_taken(
                 request,
-                "auth/link_refused.html",
-                {
-                    "message": "Another account uses that address now, so it cannot be yours.",
-                    "again_path": PROFILE_PATH,
-                    "again_label": "Back to your profile",
-                },
-                status_code=409,
+                "Another account uses that address now, so it cannot be yours.",
+                again=(PROFILE_PATH, "Back to your profile"),
             )
-            response.headers.update(NO_REFERRER)
-            return response
         mails.email_was_changed(
             state.mail,
             changed.old_email,
@@ -296,18 +298,11 @@ class EmailRevertLinkController(Controller):
         except TokenRefused as refused:
             return link_refused(request, "revert", refused)
         except EmailTaken:
-            response = page(
+            return _address_taken(
                 request,
-                "auth/link_refused.html",
-                {
-                    "message": "Another account uses that address now, so it cannot come back.",
-                    "again_path": "/forgot-password",
-                    "again_label": "Reset the password instead",
-                },
-                status_code=409,
+                "Another account uses that address now, so it cannot come back.",
+                again=("/forgot-password", "Reset the password instead"),
             )
-            response.headers.update(NO_REFERRER)
-            return response
         mails.email_restored(state.mail, restored.email, restored.user.name, restored.reset_token)
         emit_security_event(
             request,
