@@ -48,13 +48,10 @@ def server_mail_outbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
 def migrate(url: str, *args: str) -> None:
     """Run ``alembic <args or upgrade head>`` against ``url`` in a subprocess (as an operator would)."""
     env = {**os.environ, "DATABASE_URL": url, "APP_ENV": "test", "SECRET_KEY": SECRET_KEY}
-    subprocess.run(
-        [sys.executable, "-m", "alembic", *(args or ("upgrade", "head"))],
-        cwd=ROOT_DIR,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    command = [sys.executable, "-m", "alembic", *(args or ("upgrade", "head"))]
+    done = subprocess.run(command, cwd=ROOT_DIR, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AssertionError(f"alembic {' '.join(command[3:])} failed:\n{done.stderr[-3000:]}")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.config import ROOT_DIR
 from tests.conftest import migrate
-from tests.support import csrf, register
+from tests.features.audit.helpers import names, wait_for_events
+from tests.support import csrf, login, register
 
 
 async def table_counts(url: str) -> dict[str, int]:
@@ -102,11 +103,12 @@ def test_migration_history_is_linear():
 
 async def test_0011_rewrites_unicode_domains_to_their_ascii_form(client, app, settings):
     """Accounts stored with a Unicode domain before 0011 are found by sign-in afterwards."""
-    from tests.support import login
-
-    await register(client, "ann@example.com")
-    await register(client, "bob@example.com")
-    await register(client, "cy@example.com")
+    for email in ("ann@example.com", "bob@example.com", "cy@example.com"):
+        await register(client, email)
+    # The sign-ups' audit events are written after the responses: let them land before
+    # Alembic needs the write lock.
+    await wait_for_events(app, lambda rows: names(rows).count("authn_login_success") == 3)
+    await app.state.mail.join()
     await app.state.db.dispose()
     migrate(settings.database_url, "downgrade", "0010")
     engine = create_async_engine(settings.database_url)
