@@ -81,7 +81,9 @@ def link_refused(request: Request, kind: LinkKind, refused: TokenRefused) -> Tem
     return response
 
 
-def _token_page(request: Request, template: str, context: dict, status_code: int = 200) -> Template:
+def token_page(request: Request, template: str, context: dict, status_code: int = 200) -> Template:
+    """``template`` rendered for a page whose address holds a secret link token: answered with
+    ``Referrer-Policy: no-referrer`` so the token never leaves in a ``Referer`` header."""
     response = page(request, template, context, status_code=status_code)
     response.headers.update(NO_REFERRER)
     return response
@@ -141,9 +143,7 @@ class EmailLinkController(Controller):
             row = await service.tokens.check(token, TokenKind.VERIFY_EMAIL)
         except TokenRefused as refused:
             return link_refused(request, "verify", refused)
-        return _token_page(
-            request, "auth/verify_confirm.html", {"token": token, "email": row.email}
-        )
+        return token_page(request, "auth/verify_confirm.html", {"token": token, "email": row.email})
 
     @post(f"{VERIFY_EMAIL_PATH}/confirm", opt={"public": True}, name="auth.verify_confirm")
     async def verify_confirm(
@@ -237,7 +237,7 @@ class EmailLinkController(Controller):
         except TokenRefused as refused:
             return link_refused(request, "reset", refused)
         context = {"token": token, "email": user.email, "errors": {}}
-        return _token_page(request, "auth/reset_password.html", context)
+        return token_page(request, "auth/reset_password.html", context)
 
     @post("/reset-password", opt={"public": True}, name="auth.reset_password_post")
     async def reset(
@@ -257,7 +257,7 @@ class EmailLinkController(Controller):
             if errors:
                 user = await service.check_reset_token(token)
                 context = {"token": token, "email": user.email, "errors": errors}
-                return _token_page(request, "auth/reset_password.html", context, status_code=422)
+                return token_page(request, "auth/reset_password.html", context, status_code=422)
             user = await service.reset_password(token, password)
         except TokenRefused as refused:
             return link_refused(request, "reset", refused)

@@ -23,7 +23,7 @@ from features.core.auth.account.service import (
     WrongPassword,
 )
 from features.core.auth.handlers import PASSWORD_FIELDS, _client
-from features.core.auth.links import NO_REFERRER, THROTTLED, link_refused
+from features.core.auth.links import THROTTLED, link_refused, token_page
 from features.core.auth.schemas import password_error
 from features.core.auth.service import requires_recent_password
 from features.core.auth.tokens import TokenRefused
@@ -47,9 +47,7 @@ def _address_taken(request: Request, message: str, *, again: tuple[str, str]) ->
     """The 409 page of a link whose address another account took meanwhile (nothing changed);
     ``again`` is ``(path, label)`` of the way on."""
     context = {"message": message, "again_path": again[0], "again_label": again[1]}
-    response = page(request, "auth/link_refused.html", context, status_code=409)
-    response.headers.update(NO_REFERRER)
-    return response
+    return token_page(request, "auth/link_refused.html", context, status_code=409)
 
 
 def _service(db_session: AsyncSession, state: State) -> AccountService:
@@ -224,9 +222,7 @@ class EmailChangeLinkController(Controller):
         except TokenRefused as refused:
             return link_refused(request, "change", refused)
         context = {"token": token, "old_email": owner.email, "new_email": new_email}
-        response = page(request, "account/confirm_email.html", context)
-        response.headers.update(NO_REFERRER)
-        return response
+        return token_page(request, "account/confirm_email.html", context)
 
     @post("/confirm-email", opt={"public": True}, name="account.confirm_email_post")
     async def confirm(
@@ -283,9 +279,7 @@ class EmailRevertLinkController(Controller):
         except TokenRefused as refused:
             return link_refused(request, "revert", refused)
         context = {"token": token, "old_email": old_email, "current_email": owner.email}
-        response = page(request, "account/revert_email.html", context)
-        response.headers.update(NO_REFERRER)
-        return response
+        return token_page(request, "account/revert_email.html", context)
 
     @post("/revert-email", opt={"public": True}, name="account.revert_email_post")
     async def revert(
