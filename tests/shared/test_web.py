@@ -13,6 +13,7 @@ from app import create_app
 from features.tasks.models import Task
 from tests.accounts import create_account
 from tests.features.audit.helpers import names, wait_for_events
+from tests.features.notifications.support import wait_for_rows
 from tests.support import csrf, login, register
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -228,6 +229,13 @@ async def test_s24_head_answers_like_get_on_every_get_route_with_no_body(client,
             path,
         )
 
+    # The sign-in's audit events, its new-device notice and mail land after the responses:
+    # let them, so the snapshot below holds only what a HEAD could still change.
+    await wait_for_events(
+        app, lambda rows: {"authn_login_success", "authn_login_new_device"} <= set(names(rows))
+    )
+    await wait_for_rows(app.state.db, admin, 1)
+    await app.state.mail.join()
     before = await _row_counts(app)
     checked, refused = [], []
     for route in app.routes:
