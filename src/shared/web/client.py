@@ -89,17 +89,32 @@ class Device:
         return f"{self.browser} on {self.os}"
 
 
+@lru_cache(maxsize=1)
+def _ua_parser():
+    """ua-parser's pure-Python resolver over lazily compiled built-in regexes.
+
+    Its default (the compiled ``ua-parser-rs`` extractors) keeps every browser, OS and device
+    pattern compiled: ~26 MiB per worker process for a parse that runs once per sign-in and
+    per row of the sessions page. This one compiles a pattern the first time it is tried
+    (~1 MiB in all) and costs ~1 ms per new agent string; :func:`describe_device` caches.
+    """
+    from ua_parser import BasicResolver, Parser, load_lazy_builtins
+
+    return Parser(BasicResolver(load_lazy_builtins()))
+
+
 @lru_cache(maxsize=512)
 def describe_device(user_agent: str | None) -> Device:
     """Parse ``user_agent`` with ``ua-parser`` into browser and OS names (major versions only).
 
-    Unknown or missing agents give ``"Unknown browser"`` / ``"Unknown OS"``.
+    Unknown or missing agents give ``"Unknown browser"`` / ``"Unknown OS"``. Only the browser
+    and OS are resolved (never the device-model patterns, the largest set).
     """
-    from ua_parser import parse  # imported lazily: loading the regexes costs start-up time
+    from ua_parser import Domain
 
     if not user_agent:
         return Device("Unknown browser", "Unknown OS")
-    result = parse(user_agent[:USER_AGENT_MAX])
+    result = _ua_parser()(user_agent[:USER_AGENT_MAX], Domain.USER_AGENT | Domain.OS)
     browser = "Unknown browser"
     if result.user_agent is not None and result.user_agent.family != "Other":
         major = result.user_agent.major
