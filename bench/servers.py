@@ -136,6 +136,9 @@ class Server:
             "APP_URL": self.base_url,
             "PYTHONPATH": os.pathsep.join([str(SRC), str(ROOT_DIR)]),
             "PYTHONDONTWRITEBYTECODE": "1",
+            # As docker/entrypoint.sh serves (every target alike): huge pages for malloc's
+            # mmapped blocks, so the app's Argon2 memory goes back to the OS cheaply.
+            "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1"),
             **self.target.env,
         }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

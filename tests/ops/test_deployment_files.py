@@ -86,6 +86,21 @@ def test_entrypoint_migrates_then_runs_its_command(tmp_path: Path) -> None:
     assert (tmp_path / ".migrate.lock").exists()
 
 
+def test_entrypoint_gives_malloc_huge_pages_unless_the_operator_chose_tunables(
+    tmp_path: Path,
+) -> None:
+    # Argon2's 19 MiB blocks go back to the OS when freed (passwords.py); huge pages make
+    # mapping them again cheap. An operator's own GLIBC_TUNABLES is left as it is.
+    show = ("python", "-c", "import os; print(os.environ['GLIBC_TUNABLES'])")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("GLIBC_TUNABLES", raising=False)
+        default = _run_entrypoint(tmp_path, *show)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.strip().splitlines()[-1] == "glibc.malloc.hugetlb=1"
+    chosen = _run_entrypoint(tmp_path, *show, GLIBC_TUNABLES="glibc.malloc.arena_max=2")
+    assert chosen.stdout.strip().splitlines()[-1] == "glibc.malloc.arena_max=2"
+
+
 def test_entrypoint_started_four_times_at_once_migrates_safely(tmp_path: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(

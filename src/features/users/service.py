@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import datetime
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from sqlalchemy import delete
@@ -58,6 +59,7 @@ def _validated(raw: str, *, smtputf8: bool) -> ValidatedEmail:
     return validate_email(raw, check_deliverability=False, allow_smtputf8=smtputf8)
 
 
+@lru_cache(maxsize=1024)
 def normalise_email(raw: str) -> str:
     """Return ``raw`` trimmed, with an internationalised domain in its ASCII (IDNA, punycode)
     form and the whole address lower-cased (DESIGN.md §2).
@@ -67,6 +69,10 @@ def normalise_email(raw: str) -> str:
     account too, and that every stored address can be given to an SMTP server that does not
     speak SMTPUTF8 (RFC 5890, RFC 6531). A string that is not a valid address is only trimmed
     and lower-cased (it is used for look-ups that find nothing), never refused here.
+
+    Results are cached (1,024 addresses, per process): one sign-in normalises the same
+    address for its throttle keys, its look-up and its success, and a validation costs
+    about a third of a millisecond.
     """
     email = raw.strip()
     with contextlib.suppress(EmailNotValidError):

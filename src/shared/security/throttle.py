@@ -107,63 +107,70 @@ class ThrottleStore(Protocol):
         ...
 
 
+def _counter_statements(insert: Any) -> dict[str, Any]:
+    """The store's statements, built once per store with bind parameters (``k``, ``keys``,
+    ``fresh``, ``now``, ``count``): building and cache-keying a conditional UPSERT on every
+    attempt cost more CPU than running it. ``insert`` is the dialect's ``insert``."""
+    t = throttle_counters
+    at = ISOTimestamp()
+    hit = insert(t).values(key=bindparam("k"), count=1, expires_at=bindparam("fresh", type_=at))
+    expired = t.c.expires_at <= bindparam("now", type_=at)
+    put = insert(t).values(
+        key=bindparam("k"), count=bindparam("count"), expires_at=bindparam("fresh", type_=at)
+    )
+    return {
+        "hit": hit.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={
+                "count": case((expired, 1), else_=t.c.count + 1),
+                "expires_at": case((expired, hit.excluded.expires_at), else_=t.c.expires_at),
+            },
+        ).returning(t.c.count, t.c.expires_at),
+        "peek": select(t.c.count, t.c.expires_at).where(t.c.key == bindparam("k")),
+        "put": put.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={"count": put.excluded.count, "expires_at": put.excluded.expires_at},
+        ),
+        "clear": delete(t).where(t.c.key.in_(bindparam("keys", expanding=True))),
+        "prune": delete(t).where(t.c.expires_at <= bindparam("now", type_=at)),
+    }
+
+
 class DatabaseThrottleStore:
     """Counters in the ``throttle_counters`` table (shared by every process on the database)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    def _insert(self) -> Any:
-        if self.db.is_sqlite:
-            return sqlite.insert(throttle_counters)
-        return postgresql.insert(throttle_counters)
+        self.sql = _counter_statements(sqlite.insert if db.is_sqlite else postgresql.insert)
 
     async def hit(self, key: str, window: int, now: datetime) -> Bucket:
-        t = throttle_counters
         fresh = now + timedelta(seconds=window)
-        stmt = self._insert().values(key=key, count=1, expires_at=fresh)
-        expired = t.c.expires_at <= bindparam("now", now, type_=ISOTimestamp())
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.c.key],
-            set_={
-                "count": case((expired, 1), else_=t.c.count + 1),
-                "expires_at": case((expired, stmt.excluded.expires_at), else_=t.c.expires_at),
-            },
-        ).returning(t.c.count, t.c.expires_at)
         async with self.db.write_engine.begin() as conn:
-            row = (await conn.execute(stmt)).one()
+            row = (
+                await conn.execute(self.sql["hit"], {"k": key, "fresh": fresh, "now": now})
+            ).one()
         return Bucket(int(row.count), row.expires_at)
 
     async def peek(self, key: str, now: datetime) -> Bucket | None:
-        t = throttle_counters
         async with self.db.single_read_engine.connect() as conn:  # one SELECT
-            row = (
-                await conn.execute(select(t.c.count, t.c.expires_at).where(t.c.key == key))
-            ).first()
+            row = (await conn.execute(self.sql["peek"], {"k": key})).first()
             await conn.rollback()
         if row is None or row.expires_at <= now:
             return None
         return Bucket(int(row.count), row.expires_at)
 
     async def put(self, key: str, count: int, expires_at: datetime) -> None:
-        stmt = self._insert().values(key=key, count=count, expires_at=expires_at)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[throttle_counters.c.key],
-            set_={"count": count, "expires_at": expires_at},
-        )
         async with self.db.write_engine.begin() as conn:
-            await conn.execute(stmt)
+            await conn.execute(self.sql["put"], {"k": key, "count": count, "fresh": expires_at})
 
     async def clear(self, *keys: str) -> None:
         async with self.db.write_engine.begin() as conn:
-            await conn.execute(delete(throttle_counters).where(throttle_counters.c.key.in_(keys)))
+            await conn.execute(self.sql["clear"], {"keys": list(keys)})
 
     async def prune(self, now: datetime) -> int:
         """Delete expired counters; returns how many."""
         async with self.db.write_engine.begin() as conn:
-            result = await conn.execute(
-                delete(throttle_counters).where(throttle_counters.c.expires_at <= now)
-            )
+            result = await conn.execute(self.sql["prune"], {"now": now})
         return result.rowcount or 0
 
 
