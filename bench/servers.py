@@ -139,6 +139,7 @@ class Server:
             # As docker/entrypoint.sh serves (every target alike): huge pages for malloc's
             # mmapped blocks, so the app's Argon2 memory goes back to the OS cheaply.
             "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1"),
+            "WEB_CONCURRENCY": str(self.workers),  # as the entrypoint's `--workers`
             **self.target.env,
         }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

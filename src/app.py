@@ -45,7 +45,7 @@ from shared.database.serving import hold_serving_lock
 from shared.logs import logging_config, redact_server_access_log
 from shared.mail import Mailer
 from shared.mail.dev_page import dev_mail
-from shared.security.passwords import Passwords
+from shared.security.passwords import Passwords, default_threads
 from shared.web import templating
 from shared.web.access_log import AccessLog
 from shared.web.csrf import CSRFMiddleware
@@ -169,6 +169,7 @@ def _initial_state(settings: Settings, template_dirs: list[Path]) -> dict[str, o
             time_cost=settings.argon2_time_cost,
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
+            threads=settings.argon2_threads or default_threads(settings.web_concurrency),
         ),
         "migration_head": head_revision(ROOT_DIR / "alembic.ini"),
         CONTEXT_PROVIDERS: [p for f in FEATURES for p in getattr(f, "template_context", ())],

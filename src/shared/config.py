@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456
     argon2_parallelism: int = 1
+    # Hashes one worker process computes at once (each holds argon2_memory_kib of RAM);
+    # 0 = the CPU count divided by WEB_CONCURRENCY, at least 1.
+    argon2_threads: int = Field(default=0, ge=0)
+    # Worker processes serving the app (the entrypoint's `granian --workers`); 1 otherwise.
+    web_concurrency: int = Field(default=1, ge=1)
 
     # Uploads (SECURITY.md S41, S44): per-file cap, per-user quota (bytes), image pixel cap.
     asset_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from types import SimpleNamespace
 
+import pytest
+
+from app import create_app
 from shared.config import ROOT_DIR
-from shared.security.passwords import return_large_blocks_to_os
+from shared.security import passwords as passwords_module
+from shared.security.passwords import Passwords, default_threads, return_large_blocks_to_os
 
 BURST = textwrap.dedent(
     """
@@ -43,3 +51,48 @@ def test_s1_a_burst_of_verifies_leaves_no_argon2_memory_behind() -> None:
     growth_mib = float(done.stdout.strip())
     # Each verify holds 19 MiB while it runs; kept blocks would add ~19 MiB per pool thread.
     assert growth_mib < 8, growth_mib
+
+
+@pytest.mark.parametrize(
+    ("cpus", "processes", "threads"), [(2, 1, 2), (2, 2, 1), (8, 3, 2), (1, 4, 1)]
+)
+def test_hashing_threads_share_the_cpus_among_worker_processes(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, processes: int, threads: int
+) -> None:
+    monkeypatch.setattr(passwords_module.os, "cpu_count", lambda: cpus)
+    assert default_threads(processes) == threads
+
+
+def test_s1_no_more_hashes_run_at_once_than_the_pool_has_threads() -> None:
+    passwords = Passwords(time_cost=1, memory_kib=8, threads=2)
+    digest = passwords.hasher.hash("correct horse battery staple")
+    running, most = 0, 0
+    lock = threading.Lock()
+    real_verify = passwords.hasher.verify
+
+    def verify(hash_: str, password: str) -> bool:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)  # long enough for every queued verify to try to start
+        with lock:
+            running -= 1
+        return real_verify(hash_, password)
+
+    passwords.hasher = SimpleNamespace(verify=verify)  # counts, then really verifies
+
+    async def burst() -> list[bool]:
+        return await asyncio.gather(
+            *(passwords.verify(digest, "correct horse battery staple") for _ in range(8))
+        )
+
+    assert asyncio.run(burst()) == [True] * 8
+    assert most == 2
+
+
+def test_the_app_gives_each_worker_its_share_of_the_cpus(settings) -> None:
+    shared = create_app(settings.model_copy(update={"web_concurrency": 2, "argon2_threads": 0}))
+    assert shared.state.passwords.threads == default_threads(2)
+    chosen = create_app(settings.model_copy(update={"web_concurrency": 2, "argon2_threads": 3}))
+    assert chosen.state.passwords.threads == 3
