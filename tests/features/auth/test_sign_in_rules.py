@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 from sqlalchemy import update
 
-import shared.security.passwords as passwords_module
 from app import create_app
 from features.core.auth.service import AuthService, ClientInfo
 from features.sessions.service import PendingLogin, SessionInfo, resolve
@@ -57,8 +56,8 @@ class RecordingHasher:
 
 async def test_s1_argon2_runs_off_the_event_loop_in_a_pool_no_larger_than_the_cpu_count():
     cpus = os.cpu_count() or 2
-    assert passwords_module._pool._max_workers <= cpus
     passwords = Passwords()  # OWASP baseline: m = 19 MiB, t = 2, p = 1
+    assert 1 <= passwords.threads <= cpus
     password_hash = await passwords.hash(DEFAULT_PASSWORD)
     passwords.hasher = RecordingHasher(passwords.hasher)  # type: ignore[assignment]
     ticks = 0
