@@ -9,11 +9,12 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from features.tasks.models import Task
 from features.users.models import User
 from shared.database import escape_like, new_id
+from shared.database.sqlite_driver import WriteGate
 from shared.database.types import format_timestamp, parse_timestamp
 from tests.support import DEFAULT_PASSWORD, csrf, post_form, verify_email
 
@@ -98,6 +99,82 @@ async def test_r2_fifty_concurrent_task_creations_through_http(client, browser_f
             await session.execute(select(Task.user_id, func.count()).group_by(Task.user_id))
         ).all()
     assert sorted(count for _, count in rows) == [10, 10, 10, 10, 10]
+
+
+def _gate(app):
+    return app.state.db.engine.sync_engine.dialect.dbapi.write_gate
+
+
+async def test_r2_writers_of_one_process_take_turns_at_the_write_gate(client, app, settings):
+    # With SQLite's busy timeout at 0 a writer that met the lock would fail at once: every
+    # one of 20 concurrent write transactions commits because they queue at the gate.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = app.state.db
+    await db.dispose()  # fresh connections, each with the listener below
+    event.listen(db.engine.sync_engine, "connect", _no_busy_wait)
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE gate_probe (n INTEGER)")
+    inside, most = 0, 0
+
+    async def write(n: int) -> None:
+        nonlocal inside, most
+        async with db.write() as session:
+            await session.execute(text("INSERT INTO gate_probe VALUES (:n)"), {"n": n})
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.005)  # other writers get the event loop meanwhile
+            inside -= 1
+
+    await asyncio.gather(*(write(n) for n in range(20)))
+    async with db.reader() as session:
+        assert (await session.execute(text("SELECT count(*) FROM gate_probe"))).scalar() == 20
+    assert most == 1 and _gate(app)._owner is None
+
+
+def _no_busy_wait(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.close()
+
+
+async def test_r2_a_failed_or_cancelled_write_frees_the_write_gate(client, app, settings):
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = app.state.db
+    with pytest.raises(RuntimeError):
+        async with db.write() as session:
+            await session.execute(select(1))
+            assert _gate(app)._owner is not None  # held from BEGIN IMMEDIATE on
+            raise RuntimeError("the work failed")
+    assert _gate(app)._owner is None
+
+    started = asyncio.Event()
+
+    async def stuck() -> None:
+        async with db.write() as session:
+            await session.execute(select(1))
+            started.set()
+            await asyncio.sleep(60)
+
+    task = asyncio.create_task(stuck())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _gate(app)._owner is None
+    async with asyncio.timeout(2), db.write() as session:  # the next writer goes at once
+        await session.execute(select(1))
+
+
+async def test_r2_a_writer_that_never_leaves_slows_the_next_one_down_but_never_blocks_it():
+    # SQLite's lock keeps writes apart; the gate only orders them, so it gives up waiting.
+    gate = WriteGate(timeout=0.05)
+    assert await gate.enter("lost connection") is True
+    assert await gate.enter("next writer") is False
+    gate.leave("next writer")  # not the owner: nothing happens
+    gate.leave("lost connection")
+    assert await gate.enter("next writer") is True
 
 
 async def test_stored_formats_read_back_with_plain_sqlite3(client, app, settings):

@@ -2,8 +2,9 @@
 
 On SQLite every new connection gets WAL, ``foreign_keys=ON``, ``busy_timeout=5000`` and
 ``synchronous=NORMAL`` (SECURITY.md R1). Transactions that may write begin with
-``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of failing with
-SQLITE_BUSY_SNAPSHOT (R2); read-only transactions begin with a plain ``BEGIN``.
+``BEGIN IMMEDIATE`` so two writers queue instead of failing with SQLITE_BUSY_SNAPSHOT (R2):
+within a process at the driver's write gate, across processes on the busy timeout
+(:mod:`shared.database.sqlite_driver`); read-only transactions begin with a plain ``BEGIN``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from shared.database.sqlite_driver import OneHopDBAPI
+from shared.database.sqlite_driver import BEGIN_WRITE, OneHopDBAPI
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _on_begin(conn: Any) -> None:
     mode = conn.get_execution_options().get(BEGIN_MODE)
     if mode == "none":  # a single statement: SQLite runs it as its own atomic transaction
         return
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "immediate" else "BEGIN")
+    conn.exec_driver_sql(BEGIN_WRITE if mode == "immediate" else "BEGIN")
 
 
 def _on_error(context: Any) -> None:
