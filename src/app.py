@@ -37,10 +37,9 @@ import features.sessions as sessions_feature
 import features.tasks as tasks_feature
 import features.users as users_feature
 from features.sessions.middleware import SessionMiddleware
-from shared.config import ROOT_DIR, Settings, get_settings
+from shared.config import Settings, get_settings
 from shared.database import Database
 from shared.database.dependencies import provide_db_session
-from shared.database.migrations import head_revision
 from shared.database.serving import hold_serving_lock
 from shared.logs import logging_config, redact_server_access_log
 from shared.mail import Mailer
@@ -171,7 +170,6 @@ def _initial_state(settings: Settings, template_dirs: list[Path]) -> dict[str, o
             parallelism=settings.argon2_parallelism,
             threads=settings.argon2_threads or default_threads(settings.web_concurrency),
         ),
-        "migration_head": head_revision(ROOT_DIR / "alembic.ini"),
         CONTEXT_PROVIDERS: [p for f in FEATURES for p in getattr(f, "template_context", ())],
     }
 

@@ -7,15 +7,18 @@ into a Fernet key with HKDF-SHA256 (RFC 5869), so any long random string works a
 The key derived from ``SECRET_KEY`` is always kept last for decryption only, so values written
 before ``ENCRYPTION_KEY`` was introduced still decrypt; :meth:`SecretBox.rotate` re-encrypts a
 value under the newest key.
+
+``cryptography`` is imported on first use: a worker whose users never touch two-factor
+authentication does not hold its modules (about 6 MiB).
 """
 
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 __all__ = ["DecryptionError", "SecretBox", "derive_fernet_key"]
 
@@ -30,6 +33,9 @@ def derive_fernet_key(key: str, purpose: str) -> bytes:
     HKDF-SHA256 without salt (the input is already a high-entropy secret), ``info`` = purpose,
     so one configured key gives independent keys for independent uses.
     """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
     return base64.urlsafe_b64encode(hkdf.derive(key.encode()))
 
@@ -45,11 +51,19 @@ class SecretBox:
         materials = [k for k in keys if k] + ([fallback] if fallback else [])
         if not materials:
             raise ValueError("SecretBox needs at least one key")
-        seen: list[str] = []
-        for material in materials:
-            if material not in seen:
-                seen.append(material)
-        self._fernet = MultiFernet([Fernet(derive_fernet_key(k, purpose)) for k in seen])
+        self._materials = list(dict.fromkeys(materials))  # without repeats, order kept
+        self._purpose = purpose
+        self._multi: MultiFernet | None = None
+
+    @property
+    def _fernet(self) -> MultiFernet:
+        if self._multi is None:
+            from cryptography.fernet import Fernet, MultiFernet
+
+            self._multi = MultiFernet(
+                [Fernet(derive_fernet_key(k, self._purpose)) for k in self._materials]
+            )
+        return self._multi
 
     @classmethod
     def from_settings(cls, encryption_key: str, secret_key: str, purpose: str) -> SecretBox:
@@ -63,14 +77,20 @@ class SecretBox:
 
     def decrypt(self, token: str) -> str:
         """Return the plaintext of ``token``. Raises :class:`DecryptionError` if no key fits."""
+        fernet = self._fernet
+        from cryptography.fernet import InvalidToken
+
         try:
-            return self._fernet.decrypt(token.encode("ascii")).decode()
+            return fernet.decrypt(token.encode("ascii")).decode()
         except (InvalidToken, UnicodeError, ValueError) as exc:
             raise DecryptionError("cannot decrypt with the configured keys") from exc
 
     def rotate(self, token: str) -> str:
         """Return ``token`` re-encrypted under the newest key. Raises :class:`DecryptionError`."""
+        fernet = self._fernet
+        from cryptography.fernet import InvalidToken
+
         try:
-            return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+            return fernet.rotate(token.encode("ascii")).decode("ascii")
         except (InvalidToken, UnicodeError, ValueError) as exc:
             raise DecryptionError("cannot decrypt with the configured keys") from exc

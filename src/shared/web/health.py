@@ -9,6 +9,7 @@ full or read-only (R10, R11); readiness takes it out of rotation until the cause
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from litestar.response import Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.config import ROOT_DIR
+from shared.database.migrations import head_revision
 from shared.database.serving import sqlite_file
 
 MIN_FREE_BYTES = 1024 * 1024  # less free disk than this beside an SQLite file: not ready
@@ -49,11 +52,8 @@ async def readyz(state: State) -> Response[dict[str, object]]:
                     checks["database"] = "read-only"
             await conn.rollback()
         checks.setdefault("database", "ok")
-        checks["migrations"] = (
-            "ok"
-            if version == state.migration_head
-            else f"at {version}, head is {state.migration_head}"
-        )
+        head = await migration_head(state)
+        checks["migrations"] = "ok" if version == head else f"at {version}, head is {head}"
     except Exception as exc:  # any failure is a "not ready" answer, never a 500
         checks["database"] = f"unavailable ({exc.__class__.__name__})"
     ready = all(value == "ok" for value in checks.values())
@@ -62,6 +62,14 @@ async def readyz(state: State) -> Response[dict[str, object]]:
         status_code=200 if ready else 503,
         headers={"cache-control": "no-store"},
     )
+
+
+async def migration_head(state: State) -> str | None:
+    """The newest migration's revision id, read from the scripts on first use (in a thread)
+    and kept on ``state.migration_head``."""
+    if state.get("migration_head") is None:
+        state.migration_head = await asyncio.to_thread(head_revision, ROOT_DIR / "alembic.ini")
+    return state.migration_head  # type: ignore[no-any-return]
 
 
 async def _sqlite_room(conn: AsyncConnection, database_file: Path | None) -> str | None:
