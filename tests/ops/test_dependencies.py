@@ -14,6 +14,7 @@ import ast
 import importlib
 import os
 import re
+import subprocess
 import sys
 import tomllib
 from functools import cache
@@ -93,3 +94,23 @@ def test_every_runtime_dependency_is_used() -> None:
     unused = RUNTIME - imported - set(RUNTIME_ONLY)
     assert unused == set(), "drop these from [project].dependencies (or say why in RUNTIME_ONLY)"
     assert set(RUNTIME_ONLY) <= RUNTIME, "RUNTIME_ONLY names a package that is not declared"
+
+
+def test_a_serving_worker_loads_alembic_ua_parser_and_cryptography_only_when_used() -> None:
+    # Each costs a worker 6-26 MiB for the rest of its life; the first /readyz, sign-in and
+    # two-factor operation load them (shared/web/health.py, shared/web/client.py,
+    # shared/security/encryption.py).
+    probe = (
+        "import sys; from app import create_app; from shared.config import Settings;"
+        "create_app(Settings(app_env='production', secret_key='k' * 48));"
+        "print(sorted(m for m in ('alembic', 'ua_parser', 'cryptography') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT_DIR / "src",
+        env={**os.environ, "PYTHONPATH": str(ROOT_DIR / "src")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr[-2000:]
