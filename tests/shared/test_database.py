@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import uuid
@@ -250,21 +251,30 @@ def test_escape_like():
     assert escape_like("100%_\\") == "100\\%\\_\\\\"
 
 
+@contextlib.asynccontextmanager
+async def driver_calls(conn):
+    """The functions ``conn`` runs on aiosqlite's thread while the block runs (one per hop)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    calls = []
+    real = raw._execute
+
+    async def counting(fn, *args, **kwargs):
+        calls.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    raw._execute = counting
+    try:
+        yield calls
+    finally:
+        raw._execute = real
+
+
 async def test_sqlite_statements_cost_one_driver_round_trip_each(client, app, settings):
     # shared.database.sqlite_driver: one call on aiosqlite's thread per statement, with the
     # driver's results (rows, rowcount, lastrowid, errors) as before.
     if not settings.is_sqlite:
         pytest.skip("the aiosqlite driver")
-    async with app.state.db.engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        calls = []
-        real = raw._execute
-
-        async def counting(fn, *args, **kwargs):
-            calls.append(fn)
-            return await real(fn, *args, **kwargs)
-
-        raw._execute = counting
+    async with app.state.db.engine.connect() as conn, driver_calls(conn) as calls:
         try:
             await conn.exec_driver_sql("CREATE TEMP TABLE probe (n INTEGER PRIMARY KEY, t TEXT)")
             calls.clear()
@@ -281,7 +291,6 @@ async def test_sqlite_statements_cost_one_driver_round_trip_each(client, app, se
             with pytest.raises(Exception, match=r"(?i)unique"):
                 await conn.exec_driver_sql("INSERT INTO probe (n, t) VALUES (1, 'dup')")
         finally:
-            raw._execute = real
             await conn.rollback()
 
 
@@ -289,22 +298,10 @@ async def test_sqlite_rollback_outside_a_transaction_costs_no_round_trip(client,
     # The per-request session lookup runs one SELECT without BEGIN, then rolls back.
     if not settings.is_sqlite:
         pytest.skip("the aiosqlite driver")
-    async with app.state.db.single_read_engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        calls = []
-        real = raw._execute
-
-        async def counting(fn, *args, **kwargs):
-            calls.append(fn)
-            return await real(fn, *args, **kwargs)
-
-        raw._execute = counting
-        try:
-            assert (await conn.exec_driver_sql("SELECT 7")).scalar() == 7
-            await conn.rollback()
-            assert len(calls) == 1
-        finally:
-            raw._execute = real
+    async with app.state.db.single_read_engine.connect() as conn, driver_calls(conn) as calls:
+        assert (await conn.exec_driver_sql("SELECT 7")).scalar() == 7
+        await conn.rollback()
+        assert len(calls) == 1
     async with app.state.db.engine.connect() as conn:  # inside BEGIN … a rollback still runs
         await conn.exec_driver_sql("CREATE TEMP TABLE probe2 (n INTEGER)")
         await conn.commit()
