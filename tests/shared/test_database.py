@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import re
 import sqlite3
+import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -14,8 +16,8 @@ from sqlalchemy import event, func, select, text
 
 from features.tasks.models import Task
 from features.users.models import User
-from shared.database import escape_like, new_id
-from shared.database.sqlite_driver import WriteGate
+from shared.database import Database, escape_like, new_id
+from shared.database.sqlite_driver import WriteGate, WriterFileLock, writer_lock_path
 from shared.database.types import format_timestamp, parse_timestamp
 from tests.support import DEFAULT_PASSWORD, csrf, post_form, verify_email
 
@@ -137,6 +139,73 @@ def _no_busy_wait(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=0")
     cursor.close()
+
+
+async def test_r2_writers_of_two_processes_take_turns_at_the_writer_file_lock(app, settings):
+    # Two Database objects open the lock file separately, as two server workers do (flock
+    # locks belong to the open file, so they exclude each other like two processes). With
+    # SQLite's busy timeout at 0 a writer that met the other's SQLite lock would fail at once.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    url = settings.database_url
+    workers = [Database(url), Database(url)]
+    for db in workers:
+        event.listen(db.engine.sync_engine, "connect", _no_busy_wait)
+    async with workers[0].engine.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE lock_probe (n INTEGER)")
+    inside, most = 0, 0
+
+    async def write(db: Database, n: int) -> None:
+        nonlocal inside, most
+        async with db.write() as session:
+            await session.execute(text("INSERT INTO lock_probe VALUES (:n)"), {"n": n})
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.005)
+            inside -= 1
+
+    try:
+        await asyncio.gather(*(write(workers[n % 2], n) for n in range(20)))
+        async with workers[1].reader() as session:
+            count = (await session.execute(text("SELECT count(*) FROM lock_probe"))).scalar()
+    finally:
+        for db in workers:
+            await db.dispose()
+    assert count == 20 and most == 1
+    # Nobody holds the lock once the transactions ended.
+    probe = WriterFileLock(writer_lock_path(sqlite_path(settings)))
+    assert probe.acquire(timeout=0) is True
+    probe.release()
+
+
+async def test_r2_a_writer_waits_for_the_file_lock_of_another_process(tmp_path):
+    # A real second process holds the lock for 0.3 s; the writer here gets it after that.
+    path = str(tmp_path / "app.sqlite-writer.lock")
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(0.3)\n",
+        path,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert await holder.stdout.readline() == b"held\n"
+    lock = WriterFileLock(path)
+    assert lock.acquire(timeout=0.01) is False  # busy: gives up after its timeout
+    started = time.monotonic()
+    assert await asyncio.to_thread(lock.acquire, 5.0) is True
+    assert time.monotonic() - started > 0.1  # it waited for the other process
+    lock.release()
+    await holder.wait()
+
+
+def test_only_a_database_file_has_a_writer_lock():
+    assert writer_lock_path("db/app.sqlite") == "db/app.sqlite-writer.lock"
+    assert writer_lock_path(":memory:") is None
+    assert writer_lock_path("file:x?mode=memory", uri=True) is None
 
 
 async def test_r2_a_failed_or_cancelled_write_frees_the_write_gate(client, app, settings):

@@ -3,8 +3,8 @@
 On SQLite every new connection gets WAL, ``foreign_keys=ON``, ``busy_timeout=5000`` and
 ``synchronous=NORMAL`` (SECURITY.md R1). Transactions that may write begin with
 ``BEGIN IMMEDIATE`` so two writers queue instead of failing with SQLITE_BUSY_SNAPSHOT (R2):
-within a process at the driver's write gate, across processes on the busy timeout
-(:mod:`shared.database.sqlite_driver`); read-only transactions begin with a plain ``BEGIN``.
+within a process at the driver's write gate, across processes at its writer file lock, and
+behind anything else on the busy timeout (:mod:`shared.database.sqlite_driver`); read-only transactions begin with a plain ``BEGIN``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,16 @@ writer in at a time anyway; without the gate, every other writer of the process 
 lock in SQLite's busy handler, which sleeps 1, 2, 5 … up to 100 ms between tries, so under
 load a write waited far longer than the writes before it took (task creation at 64
 concurrent requests: p99 of seconds). With the gate the next writer starts the moment the
-previous one commits; only writers of other processes still meet the busy handler.
+previous one commits.
+
+Between processes (several server workers on one database file) the gate's holder also takes
+a :class:`WriterFileLock`: an advisory ``flock`` on ``<database>-writer.lock`` beside the
+database, taken on the connection's thread just before ``BEGIN IMMEDIATE`` and dropped when the
+transaction ends. A writer of another worker then waits on that lock, which it polls every
+0.2 to 2 ms, instead of in SQLite's busy handler (task creation at 64 concurrent requests over
+two workers: p99 0.85 s before). The kernel drops the lock of a process that dies; a writer
+that cannot take it within the busy timeout goes on without it, and SQLite's own lock still
+keeps writes apart.
 
 Pass an instance as ``module=`` to ``create_async_engine`` (see
 :func:`shared.database.engine.build_engine`).
@@ -29,8 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import logging
+import os
 import sqlite3
+import time
+import weakref
 from typing import Any
 
 import aiosqlite
@@ -48,17 +61,85 @@ logger = logging.getLogger(__name__)
 BEGIN_WRITE = "BEGIN IMMEDIATE"  # how shared.database.engine begins a writing transaction
 
 
+class WriterFileLock:
+    """An exclusive advisory lock (``flock``) on ``path``, shared by every process that writes
+    to one SQLite database: the same order between processes that :class:`WriteGate` keeps
+    within one.
+
+    The file is opened on first use (after any fork) and closed with this object. ``acquire``
+    blocks the calling thread (a connection's own thread, never the event loop); ``release``
+    returns at once. Only the holder of the process's :class:`WriteGate` calls them, so one
+    descriptor serves the whole process.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._open_failed = False  # warned once, until the file opens
+        self.held = False
+
+    def acquire(self, timeout: float) -> bool:
+        """Take the lock, polling every 0.2 ms, doubling to at most 2 ms, for at most
+        ``timeout`` seconds; False when it was not free by then (or the file cannot be
+        opened: the writer then goes on without it)."""
+        try:
+            fd = self._open()
+        except OSError as error:  # e.g. a read-only folder: writes fail there anyway
+            if not self._open_failed:
+                logger.warning("cannot open the writer lock %s: %s", self.path, error)
+            self._open_failed = True
+            return False
+        deadline = time.monotonic() + timeout
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    logger.warning("writer lock %s not free after %.1f s", self.path, timeout)
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+            else:
+                self.held = True
+                return True
+
+    def release(self) -> None:
+        """Drop the lock if this process holds it."""
+        if self.held and self._fd is not None:
+            self.held = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._open_failed = False
+            weakref.finalize(self, os.close, self._fd)
+        return self._fd
+
+
+def writer_lock_path(database: str, *, uri: bool = False) -> str | None:
+    """Where the writer lock of SQLite database ``database`` lives (``<database>-writer.lock``),
+    or ``None`` for an in-memory or URI-named database, which no other process shares."""
+    if uri or not database or database == ":memory:":
+        return None
+    return f"{database}-writer.lock"
+
+
 class WriteGate:
-    """One writing transaction at a time in this process (an ``asyncio.Lock`` with an owner).
+    """One writing transaction at a time in this process (an ``asyncio.Lock`` with an owner),
+    and, with ``file_lock``, in every process writing to the same database file.
 
     ``enter`` waits at most ``timeout`` seconds (SQLite's ``busy_timeout``). Past that it lets
     the writer go on ungated and returns False: SQLite's own lock, not this gate, keeps writes
     apart, so a gate that some connection failed to leave can slow writes down, never block
-    them for good.
+    them for good. The file lock is taken by the owner on its connection's thread
+    (:meth:`lock_file`) and dropped by :meth:`leave`.
     """
 
-    def __init__(self, timeout: float = 5.0) -> None:
+    def __init__(self, timeout: float = 5.0, file_lock: WriterFileLock | None = None) -> None:
         self.timeout = timeout
+        self.file_lock = file_lock
         self._lock = asyncio.Lock()
         self._owner: object | None = None
 
@@ -73,16 +154,35 @@ class WriteGate:
         self._owner = owner
         return True
 
+    def lock_file(self) -> None:
+        """On the owner's connection thread: take the file lock, if there is one, waiting at
+        most ``timeout`` seconds (then the writer goes on without it)."""
+        if self.file_lock is not None:
+            self.file_lock.acquire(self.timeout)
+
     def leave(self, owner: object) -> None:
-        """Free the gate if ``owner`` holds it (harmless otherwise)."""
+        """Free the gate, and the file lock, if ``owner`` holds it (harmless otherwise)."""
         if self._owner is owner:
             self._owner = None
-            self._lock.release()
+            try:
+                if self.file_lock is not None:
+                    self.file_lock.release()
+            finally:
+                self._lock.release()
 
 
-def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
+def _run(
+    conn: sqlite3.Connection,
+    operation: str,
+    parameters: Any,
+    many: bool,
+    gate: WriteGate | None = None,
+) -> _Outcome:
     """On the connection's thread: execute, fetch everything, close; return what the adapter
-    needs afterwards ``(description, rows or None, rowcount, lastrowid)``."""
+    needs afterwards ``(description, rows or None, rowcount, lastrowid)``. With ``gate`` (a
+    ``BEGIN IMMEDIATE`` that holds it) the gate's file lock is taken first."""
+    if gate is not None:
+        gate.lock_file()
     cursor = conn.cursor()
     try:
         if many:
@@ -158,15 +258,16 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
         connection = self._connection
         adapt = self._adapt_connection
-        gated = operation == BEGIN_WRITE and await adapt.dbapi.write_gate.enter(adapt)
+        gate = adapt.dbapi.write_gate
+        gated = operation == BEGIN_WRITE and await gate.enter(adapt)
         try:
             async with adapt._execute_mutex:
                 outcome = await connection._execute(
-                    _run, connection._conn, operation, parameters, many
+                    _run, connection._conn, operation, parameters, many, gate if gated else None
                 )
         except BaseException:
             if gated:  # no transaction began: the next writer may go
-                adapt.dbapi.write_gate.leave(adapt)
+                gate.leave(adapt)
             raise
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows) if rows is not None else collections.deque()
@@ -235,7 +336,12 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
         self.write_gate = WriteGate()
 
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
-        """Open an aiosqlite connection (its thread a daemon, as the stock adapter does)."""
+        """Open an aiosqlite connection (its thread a daemon, as the stock adapter does); the
+        first one names the database whose writer lock the gate takes."""
+        if self.write_gate.file_lock is None:
+            path = writer_lock_path(arg[0] if arg else kw.get("database", ""), uri=kw.get("uri"))
+            if path is not None:
+                self.write_gate.file_lock = WriterFileLock(path)
         creator_fn = kw.pop("async_creator_fn", None)
         if creator_fn:
             connection = creator_fn(*arg, **kw)
