@@ -180,7 +180,7 @@ async def test_r2_writers_of_two_processes_take_turns_at_the_writer_file_lock(ap
 
 async def test_r2_a_writer_waits_for_the_file_lock_of_another_process(tmp_path):
     # A real second process holds the lock for 0.3 s; the writer here gets it after that.
-    path = str(tmp_path / "app.sqlite-writer.lock")
+    path = str(tmp_path / ".app.sqlite.writer.lock")
     holder = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -203,7 +203,7 @@ async def test_r2_a_writer_waits_for_the_file_lock_of_another_process(tmp_path):
 
 
 def test_only_a_database_file_has_a_writer_lock():
-    assert writer_lock_path("db/app.sqlite") == "db/app.sqlite-writer.lock"
+    assert writer_lock_path("db/app.sqlite") == "db/.app.sqlite.writer.lock"
     assert writer_lock_path(":memory:") is None
     assert writer_lock_path("file:x?mode=memory", uri=True) is None
 

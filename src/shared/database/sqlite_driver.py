@@ -22,8 +22,8 @@ concurrent requests: p99 of seconds). With the gate the next writer starts the m
 previous one commits.
 
 Between processes (several server workers on one database file) the gate's holder also takes
-a :class:`WriterFileLock`: an advisory ``flock`` on ``<database>-writer.lock`` beside the
-database, taken on the connection's thread just before ``BEGIN IMMEDIATE`` and dropped when the
+a :class:`WriterFileLock`: an advisory ``flock`` on ``.<database file name>.writer.lock``
+beside the database (as :mod:`shared.database.serving` names its lock), taken on the connection's thread just before ``BEGIN IMMEDIATE`` and dropped when the
 transaction ends. A writer of another worker then waits on that lock, which it polls every
 0.2 to 2 ms, instead of in SQLite's busy handler (task creation at 64 concurrent requests over
 two workers: p99 0.85 s before). The kernel drops the lock of a process that dies; a writer
@@ -119,11 +119,12 @@ class WriterFileLock:
 
 
 def writer_lock_path(database: str, *, uri: bool = False) -> str | None:
-    """Where the writer lock of SQLite database ``database`` lives (``<database>-writer.lock``),
-    or ``None`` for an in-memory or URI-named database, which no other process shares."""
+    """Where the writer lock of SQLite database ``database`` lives (``.<file name>.writer.lock``
+    in the same folder), or ``None`` for an in-memory or URI-named database."""
     if uri or not database or database == ":memory:":
         return None
-    return f"{database}-writer.lock"
+    folder, name = os.path.split(database)
+    return os.path.join(folder, f".{name}.writer.lock")
 
 
 class WriteGate:
