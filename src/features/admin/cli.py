@@ -476,3 +476,7 @@ def db_refresh(yes: bool, count: int) -> None:
     _alembic(settings, "upgrade", "head")
     click.echo(f"Recreated {shown} at the newest schema.")
     _report_seed(_run(lambda db, settings: seed(db, settings, count)))
+
+
+cli_commands = [users_group]
+db_commands = [db_seed, db_refresh]

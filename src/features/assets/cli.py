@@ -46,3 +46,6 @@ def prune_command(app: Litestar, dry_run: bool, grace_minutes: int) -> None:
     for key in report.missing_rows:
         click.echo(f"  row   {key}")
     click.echo(f"{verb} {report.stale_incoming} stale upload work file(s).")
+
+
+cli_commands = [assets_group]

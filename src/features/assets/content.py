@@ -19,11 +19,15 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import puremagic
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 MAX_SIDE = 1920
@@ -32,7 +36,18 @@ WEBP_QUALITY = 85
 THUMB_QUALITY = 80
 SNIFF_BYTES = 8192
 # Pillow refuses images above twice this many pixels in Image.open (backstop for S44).
-Image.MAX_IMAGE_PIXELS = 40_000_000
+PILLOW_MAX_IMAGE_PIXELS = 40_000_000
+
+
+@cache
+def _pillow() -> ModuleType:
+    """Pillow's ``Image`` module, imported on the first upload, not when a worker starts
+    (it costs each worker about 2 MiB); its pixel backstop is set here."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = PILLOW_MAX_IMAGE_PIXELS
+    return Image
+
 
 # WHATWG MIME Sniffing §7.1 "rules for identifying an unknown MIME type": HTML signatures
 # (matched case-insensitively after leading whitespace), plus XML/SVG.
@@ -116,17 +131,21 @@ def prepare(path: Path, *, max_pixels: int) -> Prepared:
 
 
 def _open_image(path: Path) -> Image.Image | None:
+    pillow = _pillow()
     try:
-        return Image.open(path, formats=IMAGE_FORMATS)
-    except Image.DecompressionBombError:
+        return pillow.open(path, formats=IMAGE_FORMATS)  # type: ignore[no-any-return]
+    except pillow.DecompressionBombError:
         raise Rejected(
             "too_many_pixels", 422, "The image has too many pixels to be processed."
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (pillow.UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None
 
 
 def _prepare_image(image: Image.Image, max_pixels: int) -> Prepared:
+    from PIL import ImageOps
+
+    pillow = _pillow()
     with image:
         width, height = image.size  # from the header; nothing decoded yet
         if width * height > max_pixels:
@@ -153,12 +172,12 @@ def _prepare_image(image: Image.Image, max_pixels: int) -> Prepared:
                 "image_unreadable", 422, "The image could not be read (damaged or truncated)."
             ) from None
     # A fresh image carries pixels only: no EXIF, GPS, XMP, ICC profile or comments (S45).
-    clean = Image.new(mode, converted.size)
+    clean = pillow.new(mode, converted.size)
     clean.paste(converted)
-    clean.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    clean.thumbnail((MAX_SIDE, MAX_SIDE), pillow.Resampling.LANCZOS)
     data = _webp(clean, WEBP_QUALITY)
     thumb = clean.copy()
-    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), pillow.Resampling.LANCZOS)
     return Prepared(
         mime_type="image/webp",
         extension="webp",

@@ -2,11 +2,10 @@
 
 from pathlib import Path
 
-from features.audit.cli import audit_group
 from features.audit.handlers import ActivityController
 from features.audit.service import record_security_event
 
 routes = [ActivityController]
 template_dir = Path(__file__).parent / "templates"
 listeners = [record_security_event]
-cli_commands = [audit_group]
+cli_module = "features.audit.cli"  # its commands: imported only when the CLI starts

@@ -65,3 +65,6 @@ def prune_command(older_than: str | None) -> None:
 
     deleted = asyncio.run(main())
     click.echo(f"Deleted {deleted} audit event(s) older than {describe_duration(age)}.")
+
+
+cli_commands = [audit_group]

@@ -2,11 +2,10 @@
 
 from pathlib import Path
 
-from features.backup.cli import backup_command, list_command, restore_command
 from features.backup.schedule import scheduled_backups
 
 routes: list = []  # backups are never served over HTTP
 template_dir = Path(__file__).parent / "templates"
 listeners: list = []
-db_commands = [backup_command, list_command, restore_command]
 lifespans = [scheduled_backups]
+cli_module = "features.backup.cli"  # its commands: imported only when the CLI starts

@@ -85,3 +85,6 @@ def restore_command(archive: Path, force: bool, yes: bool) -> None:
     for path in result.previous:
         click.echo(f"previous state kept at: {path}")
     click.echo("next: `alembic upgrade head`, then start the app")
+
+
+db_commands = [backup_command, list_command, restore_command]

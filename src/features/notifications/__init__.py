@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-from features.notifications.cli import notifications_group
 from features.notifications.handlers import NotificationController, bell_context
 from features.notifications.live import lifespan
 from features.notifications.reactions import notify_on_security_event
@@ -10,6 +9,6 @@ from features.notifications.reactions import notify_on_security_event
 routes = [NotificationController]
 template_dir = Path(__file__).parent / "templates"
 listeners = [notify_on_security_event]
-cli_commands = [notifications_group]
 lifespans = [lifespan]
 template_context = [bell_context]
+cli_module = "features.notifications.cli"  # its commands: imported only when the CLI starts

@@ -76,3 +76,6 @@ def prune(older_than: str | None) -> None:
         f"Deleted {count} notification{'s' if count != 1 else ''} "
         f"older than {describe_duration(period)}."
     )
+
+
+cli_commands = [notifications_group]

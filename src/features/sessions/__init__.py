@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-from features.sessions.cli import sessions_group
 from features.sessions.handlers import SessionsController
 
 routes: list = [SessionsController]
 template_dir = Path(__file__).parent / "templates"
 listeners: list = []
-cli_commands = [sessions_group]
+cli_module = "features.sessions.cli"  # its commands: imported only when the CLI starts

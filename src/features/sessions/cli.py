@@ -29,3 +29,6 @@ def prune_command() -> None:
             await db.dispose()
 
     click.echo(f"Deleted {asyncio.run(main())} expired session(s).")
+
+
+cli_commands = [sessions_group]
