@@ -471,10 +471,10 @@ class Runner:
                 "rss_first_mib": first,
                 "rss_last_mib": last,
                 "growth_mib": [round(b - a, 1) for a, b in zip(first, last, strict=False)],
-                "peak_rss_mib": [
-                    max(c["peak_rss_mib"][i] for c in chunks if len(c["peak_rss_mib"]) > i)
-                    for i in range(len(first))
-                ],
+                "peak_rss_mib": _peaks(chunks, len(first)),
+                # Steady state: the runs after the first, whose samples start while the
+                # memory of whatever ran before (the login burst) is still being given back.
+                "steady_peak_rss_mib": _peaks(chunks[1:] or chunks, len(first)),
                 "void": any(c["void"] for c in chunks),
             }
         )
@@ -531,6 +531,14 @@ class Runner:
         from bench.report import summarise
 
         return summarise(meta, self.records, self.bursts, self.soaks)
+
+
+def _peaks(chunks: list[dict[str, Any]], workers: int) -> list[float]:
+    """Per worker, the highest ``peak_rss_mib`` over ``chunks``."""
+    return [
+        max(c["peak_rss_mib"][i] for c in chunks if len(c["peak_rss_mib"]) > i)
+        for i in range(workers)
+    ]
 
 
 def _rss_now(pid: int) -> float | None:

@@ -77,6 +77,7 @@ def test_smoke_run_produces_a_well_formed_result_without_errors(tmp_path: Path) 
     assert all(b["errors"] == 0 and b["burst_logins_rps"] > 0 for b in result["burst"])
     assert {s["backend"] for s in result["soak"]} == backends
     assert all(s["requests"] > 0 and not s["void"] for s in result["soak"])
+    assert all(0 < max(s["steady_peak_rss_mib"]) <= max(s["peak_rss_mib"]) for s in result["soak"])
     assert result["targets"], "the targets table is filled"
 
     markdown = (tmp_path / "latest.md").read_text()
