@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import event, func, select, text
+from sqlalchemy.exc import IntegrityError
 
-from features.tasks.models import Task
+from features.tasks.models import Task, TaskStatus
+from features.tasks.repository import TaskRepository
 from features.users.models import User
 from shared.database import Database, escape_like, new_id
 from shared.database.sqlite_driver import WriteGate, WriterFileLock, writer_lock_path
@@ -378,3 +380,32 @@ async def test_sqlite_rollback_outside_a_transaction_costs_no_round_trip(client,
         await conn.rollback()
         assert (await conn.exec_driver_sql("SELECT count(*) FROM probe2")).scalar() == 0
         await conn.rollback()
+
+
+async def test_repository_insert_fills_python_defaults_and_writes_one_row(client, app):
+
+    async with app.state.db.write() as session:
+        user = User(email="ins@example.com", name="Ins", password_hash="x")
+        session.add(user)
+        await session.flush()
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        task = await TaskRepository(session).insert(Task(user_id=user.id, title="Core insert"))
+        assert UUID7_RE.match(str(task.id))
+        assert task.status is TaskStatus.PENDING  # the column's default
+        assert task.created_at == task.updated_at and task.created_at >= before
+        assert task not in session  # written outside the unit of work
+    async with app.state.db.reader() as session:
+        stored = await session.get(Task, task.id)
+    assert (stored.user_id, stored.title, stored.status, stored.created_at) == (
+        user.id,
+        "Core insert",
+        TaskStatus.PENDING,
+        task.created_at,
+    )
+    # A broken foreign key fails at the INSERT and nothing is written.
+    with pytest.raises(IntegrityError):
+        async with app.state.db.write() as session:
+            await TaskRepository(session).insert(Task(user_id=new_id(), title="orphan"))
+    async with app.state.db.reader() as session:
+        titles = (await session.execute(select(Task.title))).scalars().all()
+    assert titles == ["Core insert"]

@@ -75,10 +75,10 @@ async def record_security_event(event: SecurityEvent, state: State) -> None:
     try:
         try:
             async with state.db.write() as session:
-                session.add(row_for(event))
+                await AuditRepository(session).insert(row_for(event))
         except IntegrityError:
             async with state.db.write() as session:
-                session.add(_detached_row(event))
+                await AuditRepository(session).insert(_detached_row(event))
     except Exception:
         logger.exception(
             "audit event not recorded: %s [request_id=%s]", event.name, event.request_id
@@ -129,4 +129,4 @@ async def record(db: Database, event: SecurityEvent) -> None:
     """Write ``event`` to ``audit_events`` now, in its own transaction, for code that runs
     without the app's event listeners (the command line). Errors propagate to the caller."""
     async with db.write() as session:
-        session.add(row_for(event))
+        await AuditRepository(session).insert(row_for(event))

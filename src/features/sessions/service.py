@@ -182,7 +182,7 @@ class SessionService:
         if pending_for is not None:
             row.pending_2fa_until = now + pending_for
             row.expires_at = min(row.expires_at, row.pending_2fa_until)
-        await self.sessions.add(row)
+        await self.sessions.insert(row)
         return token, row
 
     async def mark_password_confirmed(self, session_id: uuid.UUID, when: datetime) -> None:

@@ -48,7 +48,9 @@ class TaskService:
 
     async def create(self, user_id: uuid.UUID, title: str) -> Task:
         """Add a pending task with a validated ``title`` and commit."""
-        task = await self.tasks.add(Task(user_id=user_id, title=title, status=TaskStatus.PENDING))
+        task = await self.tasks.insert(
+            Task(user_id=user_id, title=title, status=TaskStatus.PENDING)
+        )
         await self.session.commit()
         return task
 
