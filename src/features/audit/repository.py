@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, delete, select
+from sqlalchemy import delete, select
 
 from features.audit.models import AuditEvent
 from shared.database import Repository
@@ -28,19 +27,33 @@ class AuditRepository(Repository[AuditEvent]):
         stmt = stmt.order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc()).limit(limit)
         return list((await self.session.scalars(stmt)).all())
 
-    async def recent_origins(
-        self, user_id: uuid.UUID, limit: int, events: Sequence[str]
-    ) -> list[Row[Any]]:
-        """``(ip_address, details)`` of the newest ``limit`` ``events`` about ``user_id``, newest
-        first: two columns as Core rows, no ORM objects (read on every sign-in)."""
+    async def seen_origin(
+        self,
+        user_id: uuid.UUID,
+        limit: int,
+        events: Sequence[str],
+        *,
+        ip_address: str | None,
+        browser: str,
+        os: str,
+    ) -> bool:
+        """True when one of the newest ``limit`` ``events`` about ``user_id`` came from
+        ``ip_address`` with ``browser`` and ``os`` in its details (one query; the details are
+        compared in SQL, so no JSON is decoded here: this runs on every sign-in)."""
         a = AuditEvent.__table__
-        stmt = (
+        newest = (
             select(a.c.ip_address, a.c.details)
             .where(a.c.user_id == user_id, a.c.event.in_(list(events)))
             .order_by(a.c.occurred_at.desc(), a.c.id.desc())
             .limit(limit)
+            .subquery()
         )
-        return list((await self.session.execute(stmt)).all())
+        match = select(newest.c.ip_address).where(
+            newest.c.ip_address == ip_address,  # NULL matches NULL (IS NULL)
+            newest.c.details["browser"].as_string() == browser,
+            newest.c.details["os"].as_string() == os,
+        )
+        return (await self.session.execute(match.limit(1))).first() is not None
 
     async def delete_older_than(self, cutoff: datetime) -> int:
         """Delete events that occurred before ``cutoff``; returns how many."""

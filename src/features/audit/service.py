@@ -109,13 +109,15 @@ async def is_new_device(
     details and IP column).
     """
     async with db.reader() as session:
-        earlier = await AuditRepository(session).recent_origins(user_id, 200, LOGIN_EVENTS)
-    return not any(
-        ip == ip_address
-        and (details or {}).get("browser") == device.browser
-        and (details or {}).get("os") == device.os
-        for ip, details in earlier
-    )
+        seen = await AuditRepository(session).seen_origin(
+            user_id,
+            200,
+            LOGIN_EVENTS,
+            ip_address=ip_address,
+            browser=device.browser,
+            os=device.os,
+        )
+    return not seen
 
 
 async def prune(db: Database, older_than: timedelta, now: datetime | None = None) -> int:

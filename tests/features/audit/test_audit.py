@@ -14,6 +14,7 @@ import pytest
 from litestar import get
 
 from features.audit.models import AuditEvent
+from features.audit.repository import AuditRepository
 from shared import clock
 from shared.clock import FrozenClock, use_clock
 from shared.config import ROOT_DIR
@@ -395,3 +396,40 @@ async def test_audit_retention_must_be_positive_and_prune_prints_the_real_age(
         )
         assert f"Deleted {line}." in result.stdout
     assert await audit_rows(app) == []
+
+
+async def test_a_device_counts_as_seen_only_with_the_same_ip_browser_and_os_among_the_last_200(
+    client, app
+):
+    user_id = await create_account(app.state.db, "ann@example.com")
+    now = clock.now()
+
+    def sign_in(minutes_ago: int, ip: str | None, browser: str, os_name: str) -> AuditEvent:
+        return AuditEvent(
+            occurred_at=now - timedelta(minutes=minutes_ago),
+            event="authn_login_success",
+            user_id=user_id,
+            actor_id=user_id,
+            ip_address=ip,
+            outcome="success",
+            details={"browser": browser, "os": os_name, "via": "password"},
+        )
+
+    async with app.state.db.write() as session:
+        session.add(sign_in(500, "198.51.100.7", "Safari 17", "macOS"))  # older than the last 200
+        session.add_all(sign_in(m, "203.0.113.5", "Firefox 121", "Linux") for m in range(1, 200))
+        session.add(sign_in(0, None, "Chrome 120", "Android"))  # no IP known
+
+    async def seen(ip: str | None, browser: str, os_name: str) -> bool:
+        async with app.state.db.reader() as session:
+            return await AuditRepository(session).seen_origin(
+                user_id, 200, ["authn_login_success"], ip_address=ip, browser=browser, os=os_name
+            )
+
+    assert await seen("203.0.113.5", "Firefox 121", "Linux") is True
+    assert await seen("203.0.113.6", "Firefox 121", "Linux") is False  # another IP
+    assert await seen("203.0.113.5", "Firefox 122", "Linux") is False  # another browser
+    assert await seen("203.0.113.5", "Firefox 121", "Windows 10") is False  # another OS
+    assert await seen("198.51.100.7", "Safari 17", "macOS") is False  # not among the last 200
+    assert await seen(None, "Chrome 120", "Android") is True  # no IP matches no IP
+    assert await seen(None, "Firefox 121", "Linux") is False
