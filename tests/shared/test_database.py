@@ -176,8 +176,8 @@ async def test_r2_writers_of_two_processes_take_turns_at_the_writer_file_lock(ap
     assert count == 20 and most == 1
     # Nobody holds the lock once the transactions ended.
     probe = WriterFileLock(writer_lock_path(sqlite_path(settings)))
-    assert probe.acquire(timeout=0) is True
-    probe.release()
+    assert probe.acquire(timeout=0, holder="probe") is True
+    probe.release("probe")
 
 
 async def test_r2_a_writer_waits_for_the_file_lock_of_another_process(tmp_path):
@@ -196,12 +196,31 @@ async def test_r2_a_writer_waits_for_the_file_lock_of_another_process(tmp_path):
     )
     assert await holder.stdout.readline() == b"held\n"
     lock = WriterFileLock(path)
-    assert lock.acquire(timeout=0.01) is False  # busy: gives up after its timeout
+    assert lock.acquire(timeout=0.01, holder="writer") is False  # busy: gives up in time
     started = time.monotonic()
-    assert await asyncio.to_thread(lock.acquire, 5.0) is True
+    assert await asyncio.to_thread(lock.acquire, 5.0, "writer") is True
     assert time.monotonic() - started > 0.1  # it waited for the other process
-    lock.release()
+    lock.release("writer")
     await holder.wait()
+
+
+async def test_r2_a_file_lock_taken_after_a_cancelled_begin_goes_with_its_connection(tmp_path):
+    # A request cancelled while its BEGIN IMMEDIATE waits leaves the gate at once; its
+    # connection's thread may still take the file lock afterwards. Only that connection's
+    # rollback or close drops it, not another writer leaving the gate.
+    path = str(tmp_path / ".app.sqlite.writer.lock")
+    gate = WriteGate(timeout=0.05, file_lock=WriterFileLock(path))
+    assert await gate.enter("cancelled connection") is True
+    gate.leave("cancelled connection")  # the cancellation path
+    gate.lock_file("cancelled connection")  # its thread, a moment later
+    other_process = WriterFileLock(path)
+    assert other_process.acquire(timeout=0, holder="elsewhere") is False
+    assert await gate.enter("next writer") is True
+    gate.leave("next writer")
+    assert other_process.acquire(timeout=0, holder="elsewhere") is False  # still held
+    gate.leave("cancelled connection")  # its rollback or close
+    assert other_process.acquire(timeout=0, holder="elsewhere") is True
+    other_process.release("elsewhere")
 
 
 def test_only_a_database_file_has_a_writer_lock():

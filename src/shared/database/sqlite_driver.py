@@ -68,19 +68,21 @@ class WriterFileLock:
 
     The file is opened on first use (after any fork) and closed with this object. ``acquire``
     blocks the calling thread (a connection's own thread, never the event loop); ``release``
-    returns at once. Only the holder of the process's :class:`WriteGate` calls them, so one
-    descriptor serves the whole process.
+    returns at once. The owner of the process's :class:`WriteGate` takes it for its
+    connection (the ``holder``), so one descriptor serves the whole process, and only that
+    connection's end of transaction drops it: a thread that takes the lock after its request
+    was cancelled still gives it back when its connection is rolled back or closed.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
         self._open_failed = False  # warned once, until the file opens
-        self.held = False
+        self.holder: object | None = None
 
-    def acquire(self, timeout: float) -> bool:
-        """Take the lock, polling every 0.2 ms, doubling to at most 2 ms, for at most
-        ``timeout`` seconds; False when it was not free by then (or the file cannot be
+    def acquire(self, timeout: float, holder: object) -> bool:
+        """Take the lock for ``holder``, polling every 0.2 ms, doubling to at most 2 ms, for at
+        most ``timeout`` seconds; False when it was not free by then (or the file cannot be
         opened: the writer then goes on without it)."""
         try:
             fd = self._open()
@@ -101,13 +103,13 @@ class WriterFileLock:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)
             else:
-                self.held = True
+                self.holder = holder
                 return True
 
-    def release(self) -> None:
-        """Drop the lock if this process holds it."""
-        if self.held and self._fd is not None:
-            self.held = False
+    def release(self, holder: object) -> None:
+        """Drop the lock if ``holder`` took it (harmless otherwise)."""
+        if self.holder is holder and self._fd is not None:
+            self.holder = None
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _open(self) -> int:
@@ -135,7 +137,7 @@ class WriteGate:
     the writer go on ungated and returns False: SQLite's own lock, not this gate, keeps writes
     apart, so a gate that some connection failed to leave can slow writes down, never block
     them for good. The file lock is taken by the owner on its connection's thread
-    (:meth:`lock_file`) and dropped by :meth:`leave`.
+    (:meth:`lock_file`) and dropped when that connection leaves (:meth:`leave`).
     """
 
     def __init__(self, timeout: float = 5.0, file_lock: WriterFileLock | None = None) -> None:
@@ -155,20 +157,21 @@ class WriteGate:
         self._owner = owner
         return True
 
-    def lock_file(self) -> None:
-        """On the owner's connection thread: take the file lock, if there is one, waiting at
-        most ``timeout`` seconds (then the writer goes on without it)."""
+    def lock_file(self, owner: object) -> None:
+        """On ``owner``'s connection thread: take the file lock for it, if there is one,
+        waiting at most ``timeout`` seconds (then the writer goes on without it)."""
         if self.file_lock is not None:
-            self.file_lock.acquire(self.timeout)
+            self.file_lock.acquire(self.timeout, owner)
 
     def leave(self, owner: object) -> None:
-        """Free the gate, and the file lock, if ``owner`` holds it (harmless otherwise)."""
-        if self._owner is owner:
-            self._owner = None
-            try:
-                if self.file_lock is not None:
-                    self.file_lock.release()
-            finally:
+        """Drop the file lock and free the gate, each if ``owner`` holds it (harmless
+        otherwise)."""
+        try:
+            if self.file_lock is not None:
+                self.file_lock.release(owner)
+        finally:
+            if self._owner is owner:
+                self._owner = None
                 self._lock.release()
 
 
@@ -178,12 +181,14 @@ def _run(
     parameters: Any,
     many: bool,
     gate: WriteGate | None = None,
+    owner: object = None,
 ) -> _Outcome:
     """On the connection's thread: execute, fetch everything, close; return what the adapter
     needs afterwards ``(description, rows or None, rowcount, lastrowid)``. With ``gate`` (a
-    ``BEGIN IMMEDIATE`` that holds it) the gate's file lock is taken first."""
+    ``BEGIN IMMEDIATE`` whose connection ``owner`` holds it) the gate's file lock is taken
+    first."""
     if gate is not None:
-        gate.lock_file()
+        gate.lock_file(owner)
     cursor = conn.cursor()
     try:
         if many:
@@ -264,7 +269,13 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         try:
             async with adapt._execute_mutex:
                 outcome = await connection._execute(
-                    _run, connection._conn, operation, parameters, many, gate if gated else None
+                    _run,
+                    connection._conn,
+                    operation,
+                    parameters,
+                    many,
+                    gate if gated else None,
+                    adapt,
                 )
         except BaseException:
             if gated:  # no transaction began: the next writer may go
