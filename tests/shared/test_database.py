@@ -401,6 +401,40 @@ async def test_sqlite_rollback_outside_a_transaction_costs_no_round_trip(client,
         await conn.rollback()
 
 
+async def test_sqlite_begin_travels_with_the_first_statement(client, app, settings):
+    # BEGIN costs no round trip of its own; a transaction that runs nothing costs none.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = app.state.db
+    async with db.write_engine.connect() as conn, driver_calls(conn) as calls:
+        await conn.exec_driver_sql("CREATE TEMP TABLE probe3 (n INTEGER)")
+        await conn.commit()
+        calls.clear()
+        await conn.exec_driver_sql("INSERT INTO probe3 VALUES (1)")
+        assert len(calls) == 1  # BEGIN IMMEDIATE and the INSERT
+        assert _gate(app)._owner is not None
+        await conn.commit()
+        assert len(calls) == 2 and _gate(app)._owner is None
+        calls.clear()
+        await conn.begin()
+        await conn.commit()  # nothing ran: nothing to send
+        assert calls == [] and _gate(app)._owner is None
+    async with db.engine.connect() as conn, driver_calls(conn) as calls:
+        rows = (await conn.exec_driver_sql("SELECT n FROM probe3")).all()
+        assert [tuple(r) for r in rows] == [(1,)]
+        assert len(calls) == 1  # BEGIN and the SELECT
+        await conn.rollback()
+        assert len(calls) == 2
+    # A write whose first statement fails keeps the gate (its transaction began) until the
+    # rollback.
+    async with db.write_engine.connect() as conn:
+        with pytest.raises(Exception, match=r"(?i)no such table"):
+            await conn.exec_driver_sql("INSERT INTO missing_table VALUES (1)")
+        assert _gate(app)._owner is not None
+        await conn.rollback()
+    assert _gate(app)._owner is None
+
+
 async def test_repository_insert_fills_python_defaults_and_writes_one_row(client, app):
 
     async with app.state.db.write() as session:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from shared.database.sqlite_driver import BEGIN_WRITE, OneHopDBAPI
+from shared.database.sqlite_driver import BEGIN_READ, BEGIN_WRITE, OneHopDBAPI
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _on_begin(conn: Any) -> None:
     mode = conn.get_execution_options().get(BEGIN_MODE)
     if mode == "none":  # a single statement: SQLite runs it as its own atomic transaction
         return
-    conn.exec_driver_sql(BEGIN_WRITE if mode == "immediate" else "BEGIN")
+    conn.exec_driver_sql(BEGIN_WRITE if mode == "immediate" else BEGIN_READ)
 
 
 def _on_error(context: Any) -> None:

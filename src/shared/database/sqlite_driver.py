@@ -11,7 +11,10 @@ its cursors are buffered), records ``description``, ``rowcount`` and ``lastrowid
 the SQLite cursor. Results, errors and transactions are unchanged; only the number of
 round trips between the threads drops. Server-side cursors (``stream_results``) are the stock
 ones.
-``commit`` and ``rollback`` with no transaction open make no hop at all.
+``commit`` and ``rollback`` with no transaction open make no hop at all, and ``BEGIN`` makes
+none of its own: it is sent in the same call as the transaction's first statement (a read
+transaction of one query is two hops, the query and the rollback; a write of one statement
+two, the statement and the commit).
 
 Writers take turns inside the process: a ``BEGIN IMMEDIATE`` first waits for the process's
 :class:`WriteGate`, which its connection holds until the transaction ends. SQLite lets one
@@ -59,6 +62,7 @@ _Outcome = tuple[Any, list[Any] | None, int, int | None]
 logger = logging.getLogger(__name__)
 
 BEGIN_WRITE = "BEGIN IMMEDIATE"  # how shared.database.engine begins a writing transaction
+BEGIN_READ = "BEGIN"  # … and a reading one
 
 
 class WriterFileLock:
@@ -180,15 +184,18 @@ def _run(
     operation: str,
     parameters: Any,
     many: bool,
+    begin: str | None = None,
     gate: WriteGate | None = None,
     owner: object = None,
 ) -> _Outcome:
     """On the connection's thread: execute, fetch everything, close; return what the adapter
-    needs afterwards ``(description, rows or None, rowcount, lastrowid)``. With ``gate`` (a
-    ``BEGIN IMMEDIATE`` whose connection ``owner`` holds it) the gate's file lock is taken
-    first."""
+    needs afterwards ``(description, rows or None, rowcount, lastrowid)``. A pending ``begin``
+    runs first, and before it, with ``gate`` (a ``BEGIN IMMEDIATE`` whose connection ``owner``
+    holds it), the gate's file lock is taken."""
     if gate is not None:
         gate.lock_file(owner)
+    if begin is not None:
+        conn.execute(begin)
     cursor = conn.cursor()
     try:
         if many:
@@ -265,7 +272,15 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         connection = self._connection
         adapt = self._adapt_connection
         gate = adapt.dbapi.write_gate
-        gated = operation == BEGIN_WRITE and await gate.enter(adapt)
+        if operation in (BEGIN_WRITE, BEGIN_READ) and not parameters:
+            # Held back until the first statement; a writer takes its turn at the gate now.
+            gated = operation == BEGIN_WRITE and await gate.enter(adapt)
+            adapt._pending_begin = (operation, gated)
+            self._description, self._rowcount, self._lastrowid = None, -1, None
+            self._rows = collections.deque()
+            return
+        begin, gated = adapt._pending_begin or (None, False)
+        adapt._pending_begin = None
         try:
             async with adapt._execute_mutex:
                 outcome = await connection._execute(
@@ -274,11 +289,12 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
                     operation,
                     parameters,
                     many,
+                    begin,
                     gate if gated else None,
                     adapt,
                 )
         except BaseException:
-            if gated:  # no transaction began: the next writer may go
+            if gated and adapt._idle():  # no transaction began: the next writer may go
                 gate.leave(adapt)
             raise
         self._description, rows, self._rowcount, self._lastrowid = outcome
@@ -302,12 +318,22 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     single-statement session lookup, which sends no ``BEGIN``, ends with such a rollback.
     """
 
-    __slots__ = ()
+    __slots__ = ("_pending_begin",)
     _cursor_cls = OneHopCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        # ``(BEGIN statement, whether it holds the write gate)`` until the first statement.
+        self._pending_begin: tuple[str, bool] | None = None
 
     def _idle(self) -> bool:
         raw = self._connection._connection
         return raw is not None and not raw.in_transaction
+
+    def _end(self) -> None:
+        """The transaction is over: forget a BEGIN never sent, leave the write gate."""
+        self._pending_begin = None
+        self.dbapi.write_gate.leave(self)
 
     def rollback(self) -> None:
         """Roll back the open transaction, if there is one; leave the write gate."""
@@ -315,7 +341,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             if not self._idle():
                 super().rollback()
         finally:
-            self.dbapi.write_gate.leave(self)
+            self._end()
 
     def commit(self) -> None:
         """Commit the open transaction, if there is one; leave the write gate."""
@@ -323,21 +349,21 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             if not self._idle():
                 super().commit()
         finally:
-            self.dbapi.write_gate.leave(self)
+            self._end()
 
     def close(self) -> None:
         """Close the connection (SQLite rolls back what was open); leave the write gate."""
         try:
             super().close()
         finally:
-            self.dbapi.write_gate.leave(self)
+            self._end()
 
     def terminate(self) -> None:
         """Close without ceremony (a lost connection); leave the write gate."""
         try:
             super().terminate()
         finally:
-            self.dbapi.write_gate.leave(self)
+            self._end()
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
