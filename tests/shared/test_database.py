@@ -435,6 +435,25 @@ async def test_sqlite_begin_travels_with_the_first_statement(client, app, settin
     assert _gate(app)._owner is None
 
 
+async def test_sqlite_a_streamed_query_runs_inside_its_transaction(client, app, settings):
+    # Server-side cursors run their statement themselves: the held-back BEGIN IMMEDIATE is
+    # sent first, so the write lock is held while the rows stream.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    async with app.state.db.write_engine.connect() as conn:
+        result = await conn.stream(text("SELECT 1 UNION ALL SELECT 2"))
+        assert [tuple(r) for r in await result.all()] == [(1,), (2,)]
+        assert _gate(app)._owner is not None
+        other = sqlite3.connect(sqlite_path(settings), timeout=0.05)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        finally:
+            other.close()
+        await conn.rollback()
+    assert _gate(app)._owner is None
+
+
 async def test_repository_insert_fills_python_defaults_and_writes_one_row(client, app):
 
     async with app.state.db.write() as session:

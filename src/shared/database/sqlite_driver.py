@@ -10,7 +10,7 @@ connection's thread: it executes the statement, fetches every row (as the stock 
 its cursors are buffered), records ``description``, ``rowcount`` and ``lastrowid`` and closes
 the SQLite cursor. Results, errors and transactions are unchanged; only the number of
 round trips between the threads drops. Server-side cursors (``stream_results``) are the stock
-ones.
+ones, which send a held-back ``BEGIN`` (below) on its own first.
 ``commit`` and ``rollback`` with no transaction open make no hop at all, and ``BEGIN`` makes
 none of its own: it is sent in the same call as the transaction's first statement (a read
 transaction of one query is two hops, the query and the rollback; a write of one statement
@@ -54,6 +54,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
+    AsyncAdapt_aiosqlite_ss_cursor,
 )
 from sqlalchemy.util.concurrency import await_
 
@@ -211,6 +212,13 @@ def _run(
         cursor.close()
 
 
+def _begin(conn: sqlite3.Connection, begin: str, gate: WriteGate | None, owner: object) -> None:
+    """On the connection's thread: a held-back ``begin`` alone (see :func:`_run`)."""
+    if gate is not None:
+        gate.lock_file(owner)
+    conn.execute(begin)
+
+
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     """A buffered DBAPI cursor whose ``execute`` is one call on the connection's thread.
 
@@ -309,6 +317,21 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         return None
 
 
+class OneHopServerSideCursor(AsyncAdapt_aiosqlite_ss_cursor):
+    """The stock server-side cursor (``stream_results``), which runs its statement itself:
+    a held-back ``BEGIN`` goes first."""
+
+    __slots__ = ()
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        await self._adapt_connection.send_pending_begin()
+        return await super()._execute_async(operation, parameters)
+
+    async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
+        await self._adapt_connection.send_pending_begin()
+        return await super()._executemany_async(operation, seq_of_parameters)
+
+
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     """The stock adapted connection, with :class:`OneHopCursor` as its cursor.
 
@@ -320,6 +343,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     __slots__ = ("_pending_begin",)
     _cursor_cls = OneHopCursor
+    _ss_cursor_cls = OneHopServerSideCursor
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
@@ -329,6 +353,23 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     def _idle(self) -> bool:
         raw = self._connection._connection
         return raw is not None and not raw.in_transaction
+
+    async def send_pending_begin(self) -> None:
+        """Send a held-back ``BEGIN`` now, on its own (for a statement that does not go
+        through :class:`OneHopCursor`)."""
+        if self._pending_begin is None:
+            return
+        begin, gated = self._pending_begin
+        self._pending_begin = None
+        gate = self.dbapi.write_gate
+        try:
+            await self._connection._execute(
+                _begin, self._connection._conn, begin, gate if gated else None, self
+            )
+        except BaseException:
+            if gated and self._idle():
+                gate.leave(self)
+            raise
 
     def _end(self) -> None:
         """The transaction is over: forget a BEGIN never sent, leave the write gate."""
