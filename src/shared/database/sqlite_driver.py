@@ -212,13 +212,6 @@ def _run(
         cursor.close()
 
 
-def _begin(conn: sqlite3.Connection, begin: str, gate: WriteGate | None, owner: object) -> None:
-    """On the connection's thread: a held-back ``begin`` alone (see :func:`_run`)."""
-    if gate is not None:
-        gate.lock_file(owner)
-    conn.execute(begin)
-
-
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     """A buffered DBAPI cursor whose ``execute`` is one call on the connection's thread.
 
@@ -277,34 +270,15 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         return await self._run(operation, seq_of_parameters, many=True)
 
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
-        connection = self._connection
         adapt = self._adapt_connection
-        gate = adapt.dbapi.write_gate
         if operation in (BEGIN_WRITE, BEGIN_READ) and not parameters:
             # Held back until the first statement; a writer takes its turn at the gate now.
-            gated = operation == BEGIN_WRITE and await gate.enter(adapt)
+            gated = operation == BEGIN_WRITE and await adapt.dbapi.write_gate.enter(adapt)
             adapt._pending_begin = (operation, gated)
             self._description, self._rowcount, self._lastrowid = None, -1, None
             self._rows = collections.deque()
             return
-        begin, gated = adapt._pending_begin or (None, False)
-        adapt._pending_begin = None
-        try:
-            async with adapt._execute_mutex:
-                outcome = await connection._execute(
-                    _run,
-                    connection._conn,
-                    operation,
-                    parameters,
-                    many,
-                    begin,
-                    gate if gated else None,
-                    adapt,
-                )
-        except BaseException:
-            if gated and adapt._idle():  # no transaction began: the next writer may go
-                gate.leave(adapt)
-            raise
+        outcome = await adapt.run(operation, parameters, many)
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows) if rows is not None else collections.deque()
 
@@ -354,20 +328,39 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         raw = self._connection._connection
         return raw is not None and not raw.in_transaction
 
+    async def run(self, operation: str, parameters: Any, many: bool) -> _Outcome:
+        """Run one statement on the connection's thread (:func:`_run`), a held-back ``BEGIN``
+        in the same call."""
+        begin, gated = self._pending_begin or (None, False)
+        self._pending_begin = None
+        return await self._run_on_thread(operation, parameters, many, begin, gated)
+
     async def send_pending_begin(self) -> None:
         """Send a held-back ``BEGIN`` now, on its own (for a statement that does not go
         through :class:`OneHopCursor`)."""
-        if self._pending_begin is None:
-            return
-        begin, gated = self._pending_begin
-        self._pending_begin = None
+        if self._pending_begin is not None:
+            begin, gated = self._pending_begin
+            self._pending_begin = None
+            await self._run_on_thread(begin, None, False, None, gated)
+
+    async def _run_on_thread(
+        self, operation: str, parameters: Any, many: bool, begin: str | None, gated: bool
+    ) -> _Outcome:
         gate = self.dbapi.write_gate
         try:
-            await self._connection._execute(
-                _begin, self._connection._conn, begin, gate if gated else None, self
-            )
+            async with self._execute_mutex:
+                return await self._connection._execute(  # type: ignore[no-any-return]
+                    _run,
+                    self._connection._conn,
+                    operation,
+                    parameters,
+                    many,
+                    begin,
+                    gate if gated else None,
+                    self,
+                )
         except BaseException:
-            if gated and self._idle():
+            if gated and self._idle():  # no transaction began: the next writer may go
                 gate.leave(self)
             raise
 
