@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -45,9 +46,12 @@ def test_parse_duration_refuses_nonsense(text):
         parse_duration(text)
 
 
-def prune(database_url: str, *args: str) -> subprocess.CompletedProcess:
+async def prune(database_url: str, *args: str) -> subprocess.CompletedProcess:
+    # In a thread, so this test's event loop can finish writes still in flight (the audit
+    # events of the sign-up) while the command waits for the database.
     env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test", "SECRET_KEY": SECRET_KEY}
-    return subprocess.run(
+    return await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "litestar", "--app-dir", "src", "notifications", "prune", *args],
         cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -69,15 +73,15 @@ async def test_prune_command_deletes_old_notifications(client, db, database_url)
             .values(created_at=clock.now() - timedelta(days=89))
         )
         await session.commit()
-    result = prune(database_url, "--older-than", "90d")
+    result = await prune(database_url, "--older-than", "90d")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Deleted 1 notification older than 90 days."
     assert [n.id for n in await rows(db, ann)] == [recent.id]
-    result = prune(database_url)  # the default comes from NOTIFICATION_RETENTION_DAYS (90)
+    result = await prune(database_url)  # the default comes from NOTIFICATION_RETENTION_DAYS (90)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Deleted 0 notifications older than 90 days."
-    hours = prune(database_url, "--older-than", "36h")
+    hours = await prune(database_url, "--older-than", "36h")
     assert hours.stdout.strip() == "Deleted 1 notification older than 1 day 12 hours."
     assert await rows(db, ann) == []
-    bad = prune(database_url, "--older-than", "soon")
+    bad = await prune(database_url, "--older-than", "soon")
     assert bad.returncode != 0 and "e.g. 90d" in bad.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -200,7 +201,8 @@ async def test_expired_sessions_are_pruned_by_function_and_cli(
         "APP_ENV": "test",
         "SECRET_KEY": SECRET_KEY,
     }
-    result = subprocess.run(
+    result = await asyncio.to_thread(  # the loop finishes in-flight writes meanwhile
+        subprocess.run,
         [sys.executable, "-m", "litestar", "--app-dir", "src", "sessions", "prune"],
         cwd=ROOT_DIR,
         env=env,
