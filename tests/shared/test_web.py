@@ -34,6 +34,8 @@ async def test_s21_every_unsafe_route_rejects_missing_or_wrong_csrf_token(client
         "/tasks", data={"title": "keep me", "_csrf_token": await csrf(client, "/tasks")}
     )
     known = {"user_id": str(admin)}  # a real target, so a handler would have work to do
+    # The sign-in's new-device notice is written after its response: count after it.
+    assert len(await wait_for_rows(app.state.db, admin, 1)) == 1
     before = await _row_counts(app)
     checked = []
     for route in app.routes:
