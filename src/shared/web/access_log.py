@@ -80,10 +80,11 @@ class AccessLog:
         finally:
             user: Any = scope.get("user")
             logged = CLIENT_CLOSED if closed_before_answer else status
+            path = safe_path(scope["path"])
             fields = {
                 "request_id": request_id(scope),
                 "method": scope["method"],
-                "path": safe_path(scope["path"]),
+                "path": path,
                 "status": logged,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "user_id": str(user.id) if getattr(user, "id", None) else None,
@@ -93,7 +94,7 @@ class AccessLog:
             logger.info(
                 "%s %s %s%s",
                 scope["method"],
-                safe_path(scope["path"]),
+                path,
                 logged,
                 " client disconnected" if disconnected else "",
                 extra=fields,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from jinja2 import Environment
 
@@ -11,8 +11,12 @@ from shared.database.types import format_timestamp
 
 
 def datetime_utc(value: datetime | None) -> str:
-    """``2024-01-15 10:30 UTC``; empty for ``None``."""
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+    """``2024-01-15 10:30 UTC`` (an aware ``datetime`` shown in UTC); empty for ``None``."""
+    if not value:
+        return ""
+    # ``isoformat`` gives ``2024-01-15 10:30+00:00``; it is several times cheaper than
+    # ``strftime``, and the bell and task lists call this a dozen times per page.
+    return value.astimezone(UTC).isoformat(" ", "minutes")[:16] + " UTC"
 
 
 def iso(value: datetime | None) -> str:
@@ -21,7 +25,9 @@ def iso(value: datetime | None) -> str:
 
 
 def time_ago(value: datetime | None) -> str:
-    """A short relative time: ``just now``, ``3 minutes ago``, ``2 days ago``."""
+    """A short relative time: ``just now`` (under 45 s, or in the future), ``3 minutes ago``,
+    ``2 hours ago`` (minutes and hours rounded), ``2 days ago`` (whole days); empty for ``None``.
+    """
     if value is None:
         return ""
     seconds = int((clock.now() - value).total_seconds())
