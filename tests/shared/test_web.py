@@ -294,3 +294,42 @@ def test_templates_are_rechecked_on_disk_only_in_development(settings, env, relo
     app = create_app(settings.model_copy(update={"app_env": env}))
     assert app.template_engine.engine.auto_reload is reload
     assert app.state.mail.templates.auto_reload is reload
+
+
+async def test_s13_guest_csrf_cookie_is_set_once_with_its_attributes(client):
+    first = await client.get("/login")
+    (cookie,) = [v for v in first.headers.get_list("set-cookie") if v.startswith("csrf=")]
+    value, *attributes = cookie.split("; ")
+    assert re.fullmatch(r"csrf=[A-Za-z0-9_\-]{43}", value)  # 256 random bits, base64url
+    assert attributes == ["HttpOnly", "Path=/", "SameSite=lax"]  # no Domain; http: no Secure
+    again = await client.get("/login")  # the browser sends it back: no new secret
+    assert not [v for v in again.headers.get_list("set-cookie") if v.startswith("csrf=")]
+
+
+@pytest.mark.parametrize("https", [False, True])
+def test_s13_set_cookie_header_is_the_cookie_make_cookie_describes(https):
+    from shared.web.cookies import make_cookie, set_cookie_header
+
+    name = "__Host-csrf" if https else "csrf"
+    expected = make_cookie(name, "AbC_-09", https=https).to_header(header="")
+    assert set_cookie_header(name, "AbC_-09", https=https) == expected
+    for unsafe in ("", "a;b", 'a"b', "a b", "a,b"):
+        with pytest.raises(ValueError):
+            set_cookie_header(name, unsafe, https=https)
+
+
+async def test_flash_message_shows_once_and_a_forged_one_never(client):
+    await register(client, "flash@example.com")
+    await login(client, "flash@example.com")
+    signed_out = await client.post(
+        "/logout", data={"_csrf_token": await csrf(client, "/dashboard")}
+    )
+    assert signed_out.status_code == 303
+    shown = await client.get("/login")
+    assert "You have been signed out." in shown.text
+    deleted = 'flash=""; HttpOnly; Max-Age=0; Path=/; SameSite=lax'
+    assert deleted in shown.headers.get_list("set-cookie")  # shown once, then deleted
+    assert "You have been signed out." not in (await client.get("/login")).text
+    client.cookies.set("flash", "W1siaW5mbyIsImZvcmdlZCJdXQ.bm90LWEtbWFj")  # [["info","forged"]]
+    forged = await client.get("/login")
+    assert forged.status_code == 200 and "forged" not in forged.text

@@ -3,7 +3,11 @@ Secure and the ``__Host-`` prefix when the app is served over https."""
 
 from __future__ import annotations
 
+import re
+
 from litestar.datastructures import Cookie
+
+_COOKIE_SAFE = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 def cookie_name(base: str, https: bool) -> str:
@@ -22,6 +26,19 @@ def make_cookie(name: str, value: str, *, https: bool, max_age: int | None = Non
         samesite="lax",
         secure=https,
     )
+
+
+def set_cookie_header(name: str, value: str, *, https: bool) -> str:
+    """The ``Set-Cookie`` header value of a browser-session cookie with the S13 attributes.
+
+    The same text :func:`make_cookie` gives through ``Cookie.to_header``, written directly for
+    middleware that sets a cookie on many responses (the guest CSRF cookie). ``value`` must
+    already be cookie-safe (RFC 6265 §4.1.1 ``cookie-octet``s, e.g. base64url); ``ValueError``
+    otherwise.
+    """
+    if not value or not _COOKIE_SAFE.fullmatch(value):
+        raise ValueError("cookie value must be non-empty base64url text")
+    return f"{name}={value}; HttpOnly; Path=/; SameSite=lax" + ("; Secure" if https else "")
 
 
 def expired_cookie(name: str, *, https: bool) -> Cookie:

@@ -21,7 +21,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.security.tokens import equal, keyed_digest
-from shared.web.cookies import cookie_name, make_cookie, read_cookie
+from shared.web.cookies import cookie_name, read_cookie, set_cookie_header
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 FORM_FIELD = "_csrf_token"
@@ -100,13 +100,13 @@ class CSRFMiddleware:
             await self.app(scope, receive, send)
             return
 
-        cookie = make_cookie(name, new_guest_secret, https=settings.https)
+        cookie = set_cookie_header(name, new_guest_secret, https=settings.https)
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableScopeHeaders.from_message(message)
                 if headers.get("content-type", "").startswith("text/html"):
-                    headers.add("set-cookie", cookie.to_header(header=""))
+                    headers.add("set-cookie", cookie)
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 from markupsafe import Markup
 
 from shared.security.signing import Signer
 from shared.web.context import csp_nonce
-from shared.web.cookies import cookie_name, expired_cookie, make_cookie
+from shared.web.cookies import cookie_name, expired_cookie, make_cookie, read_cookie
 from shared.web.csrf import FORM_FIELD, csrf_token
 
 FlashCategory = Literal["success", "error", "info", "warning"]
@@ -39,8 +39,11 @@ def _flash_cookie(request: Request) -> tuple[str, Signer, bool]:
 
 def read_flashes(request: Request) -> list[tuple[str, str]]:
     """Return the flash messages the previous response left, as ``(category, text)`` pairs."""
-    name, signer, _ = _flash_cookie(request)
-    value = signer.unsign(request.cookies.get(name))
+    settings = request.app.state.settings
+    raw = read_cookie(request.scope, cookie_name("flash", settings.https))
+    if not raw:  # most pages: no flash cookie, nothing to verify
+        return []
+    value = Signer(settings.secret_key, "flash").unsign(raw)
     if not isinstance(value, list):
         return []
     return [(str(c), str(m)) for c, m in value if isinstance(m, str)][:5]
@@ -54,12 +57,10 @@ def shared_context(request: Request) -> dict[str, Any]:
         "user": request.scope.get("user"),
         "app_name": request.app.state.settings.app_name,
         "csrf_token": token,
-        "csrf_field": Markup('<input type="hidden" name="{}" value="{}">').format(
-            FORM_FIELD, token
-        ),
+        "csrf_field": Markup('<input type="hidden" name="%s" value="%s">') % (FORM_FIELD, token),
         "csp_nonce": csp_nonce(request.scope),
         "flashes": read_flashes(request),
-        "path": request.url.path,
+        "path": request.scope.get("root_path", "") + request.scope["path"],  # = request.url.path
     }
 
 
@@ -96,7 +97,11 @@ def page(
         name, _, https = _flash_cookie(request)
         out_cookies.append(expired_cookie(name, https=https))
     return Template(
-        template_name=template, context=full, status_code=status_code, cookies=out_cookies
+        template_name=template,
+        context=full,
+        status_code=status_code,
+        cookies=out_cookies,
+        media_type=MediaType.HTML,  # said, not guessed from the template's name per response
     )
 
 
