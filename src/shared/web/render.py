@@ -28,22 +28,20 @@ ContextProvider = Callable[[Request], Awaitable[dict[str, Any]]]
 CONTEXT_PROVIDERS = "template_context_providers"  # app.state key: list[ContextProvider]
 
 
-def _flash_cookie(request: Request) -> tuple[str, Signer, bool]:
-    settings = request.app.state.settings
-    return (
-        cookie_name("flash", settings.https),
-        Signer(settings.secret_key, "flash"),
-        settings.https,
-    )
+def _flash_name(request: Request) -> str:
+    return cookie_name("flash", request.app.state.settings.https)
+
+
+def _flash_signer(request: Request) -> Signer:
+    return Signer(request.app.state.settings.secret_key, "flash")
 
 
 def read_flashes(request: Request) -> list[tuple[str, str]]:
     """Return the flash messages the previous response left, as ``(category, text)`` pairs."""
-    settings = request.app.state.settings
-    raw = read_cookie(request.scope, cookie_name("flash", settings.https))
+    raw = read_cookie(request.scope, _flash_name(request))
     if not raw:  # most pages: no flash cookie, nothing to verify
         return []
-    value = Signer(settings.secret_key, "flash").unsign(raw)
+    value = _flash_signer(request).unsign(raw)
     if not isinstance(value, list):
         return []
     return [(str(c), str(m)) for c, m in value if isinstance(m, str)][:5]
@@ -94,8 +92,8 @@ def page(
     full.update(context or {})
     out_cookies = list(cookies or [])
     if full["flashes"]:
-        name, _, https = _flash_cookie(request)
-        out_cookies.append(expired_cookie(name, https=https))
+        https = request.app.state.settings.https
+        out_cookies.append(expired_cookie(_flash_name(request), https=https))
     return Template(
         template_name=template,
         context=full,
@@ -115,10 +113,10 @@ def redirect(
     """303 See Other to the local ``path``, optionally carrying one flash message."""
     out_cookies = list(cookies or [])
     if flash is not None:
-        name, signer, https = _flash_cookie(request)
         category, text = flash
+        value = _flash_signer(request).sign([[category, text[:_MAX_FLASH_CHARS]]])
         out_cookies.append(
-            make_cookie(name, signer.sign([[category, text[:_MAX_FLASH_CHARS]]]), https=https)
+            make_cookie(_flash_name(request), value, https=request.app.state.settings.https)
         )
     return Redirect(path=path, status_code=303, cookies=out_cookies)
 
