@@ -24,8 +24,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import puremagic
-
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -203,6 +201,8 @@ def _webp(image: Image.Image, quality: int) -> bytes:
 
 
 def _puremagic_says_pdf(head: bytes) -> bool:
+    import puremagic  # on the first PDF-like upload, not when a worker starts (about 1 MiB)
+
     try:
         matches = puremagic.magic_string(head)
     except puremagic.PureError:

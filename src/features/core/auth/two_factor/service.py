@@ -32,7 +32,6 @@ from datetime import datetime
 from typing import Literal
 
 import pyotp
-import segno
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.core.auth.two_factor.repository import TwoFactorRepository
@@ -233,6 +232,8 @@ class TwoFactorService:
             raise NoPendingSetup("Start the setup first.")
         secret = self._decrypt(state[0])
         uri = pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=issuer)
+        import segno  # QR codes are drawn only here: not loaded when a worker starts (1 MiB)
+
         svg = segno.make(uri, error="m").svg_inline(
             scale=5, dark="#000", light="#fff", border=4, title="QR code", svgclass="qr-code"
         )
