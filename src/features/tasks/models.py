@@ -27,7 +27,8 @@ class Task(UUIDPrimaryKeyMixin, TimestampMixin, Base):
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ix_tasks_user_id_created_at", "user_id", "created_at"),
-        Index("ix_tasks_user_id_status", "user_id", "status"),
+        # Covers the dashboard's figures (shared/database/migrations 0012).
+        Index("ix_tasks_user_id_status_created_at", "user_id", "status", "created_at"),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event
 
 from tests.features.audit.helpers import names, wait_for_events
@@ -71,3 +72,29 @@ async def test_task_list_and_its_bell_share_one_read_transaction(client, app):
     assert "FROM tasks" in queries[1] and "OVER ()" in queries[1]
     if app.state.db.is_sqlite:
         assert [s for s in seen if s.startswith("BEGIN")] == ["BEGIN"]
+
+
+async def test_dashboard_figures_are_read_from_an_index_alone(client, app):
+    """The figures count one user's tasks by status and creation date from the index
+    ``(user_id, status, created_at)`` without visiting the rows (migration 0012); the query
+    plan is SQLite's, the one the app runs on by default."""
+    if not app.state.db.is_sqlite:
+        pytest.skip("SQLite's query plan")
+    await signed_up(client, app)
+    sent: list[tuple[str, object]] = []
+    engine = app.state.db.engine.sync_engine
+
+    def record(_conn, _cursor, statement, parameters, *_args):
+        if "figures" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert (await client.get("/dashboard")).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    ((statement, parameters),) = sent
+    async with app.state.db.engine.connect() as conn:
+        plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)).all()
+    details = [row[-1] for row in plan]
+    assert any("COVERING INDEX ix_tasks_user_id_status_created_at" in d for d in details), details
