@@ -19,6 +19,8 @@ from features.tasks.models import Task, TaskStatus
 from features.tasks.repository import TaskRepository
 from features.users.models import User
 from shared.database import Database, escape_like, new_id
+from shared.database.dependencies import request_reader
+from shared.database.engine import SQLITE_CACHE_KIB, SQLITE_POOL_SIZE
 from shared.database.sqlite_driver import WriteGate, WriterFileLock, writer_lock_path
 from shared.database.types import format_timestamp, parse_timestamp
 from tests.support import DEFAULT_PASSWORD, csrf, post_form, verify_email
@@ -46,6 +48,29 @@ async def test_r1_pragmas_read_back_through_the_apps_engine(client, app, setting
         "busy_timeout": 5000,
         "synchronous": 1,
     }
+
+
+async def test_sqlite_connections_keep_a_small_page_cache_in_a_fixed_pool(client, app, settings):
+    if not settings.is_sqlite:
+        pytest.skip("SQLite pool and page cache")
+    async with app.state.db.engine.connect() as conn:
+        cache = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar()
+        await conn.rollback()
+    assert cache == -SQLITE_CACHE_KIB == -256  # KiB per connection, not SQLite's 2,000
+    pool = app.state.db.engine.pool
+    assert (pool.size(), pool._max_overflow) == (SQLITE_POOL_SIZE, 0)
+
+
+async def test_a_request_shares_its_writer_with_later_reads_only_while_its_transaction_is_open(
+    client, app
+):
+    async with app.state.db.writer() as writer:
+        scope = {"slicestar.db_writer": writer}
+        assert request_reader(scope) is None  # nothing begun: a later read takes its own
+        await writer.execute(select(Task.id).limit(1))
+        assert request_reader(scope) is writer  # open: reading through it needs no 2nd connection
+        await writer.commit()
+        assert request_reader(scope) is None  # ended: reading through it would BEGIN IMMEDIATE
 
 
 async def test_r1_foreign_keys_are_enforced(client, app, settings):

@@ -202,8 +202,8 @@ class NotificationController(Controller):
 
 async def bell_context(request: Request) -> dict[str, Any]:
     """Layout context for the navigation bell: ``notification_bell`` (unread count and the
-    10 newest) for a signed-in user, in one query: on the page's reader session when the
-    handler had one (GET), else on a short-lived reader session.
+    10 newest) for a signed-in user, in one query: in the request's own open transaction when
+    it has one (:func:`request_reader`), else on a short-lived reader session.
     """
     user = request.scope.get("user")
     if user is None or not user.verified:  # the layout shows no bell before verification

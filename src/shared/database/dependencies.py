@@ -11,17 +11,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _READER_KEY = "slicestar.db_reader"
+_WRITER_KEY = "slicestar.db_writer"
 
 
 def request_reader(scope: Any) -> AsyncSession | None:
-    """The read-only session of the current request, while its handler holds one; else ``None``.
+    """The session of the current request that a later read can share, or ``None``.
 
-    Code that runs after the handler but before the response is sent (``after_request``
-    template context providers) reads through it, in the same transaction as the page,
-    instead of opening a second session. Writer sessions are never shared: a read after
-    their commit would begin a new write transaction (``BEGIN IMMEDIATE``) just to read.
+    That is the reader session of a safe method while its handler holds one, and the writer
+    session of an unsafe method only while its transaction is still open (a form re-rendered
+    with errors before anything was committed). Code that runs after the handler but before
+    the response is sent (``after_request`` template context providers) reads through it, in
+    the same transaction as the page, instead of taking a second pooled connection while the
+    request still holds one (two per request could exhaust the small SQLite pool, see
+    :func:`shared.database.engine.build_engine`). A writer whose transaction has ended is not
+    shared: a read through it would begin a new write transaction (``BEGIN IMMEDIATE``)
+    just to read.
     """
-    return scope.get(_READER_KEY)  # type: ignore[no-any-return]
+    session: AsyncSession | None = scope.get(_READER_KEY)
+    if session is None:
+        writer: AsyncSession | None = scope.get(_WRITER_KEY)
+        if writer is not None and writer.in_transaction():
+            return writer
+    return session
 
 
 async def provide_db_session(state: State, request: Request) -> AsyncGenerator[AsyncSession, None]:
@@ -34,7 +45,11 @@ async def provide_db_session(state: State, request: Request) -> AsyncGenerator[A
     db = state.db
     if request.method not in SAFE_METHODS:
         async with db.writer() as session:
-            yield session
+            request.scope[_WRITER_KEY] = session  # type: ignore[literal-required]
+            try:
+                yield session
+            finally:
+                request.scope.pop(_WRITER_KEY, None)  # type: ignore[misc]
         return
     async with db.reader() as session:
         request.scope[_READER_KEY] = session  # type: ignore[literal-required]
