@@ -20,7 +20,7 @@ from features.tasks.repository import TaskRepository
 from features.users.models import User
 from shared.database import Database, escape_like, new_id
 from shared.database.dependencies import request_reader
-from shared.database.engine import SQLITE_CACHE_KIB, SQLITE_POOL_SIZE
+from shared.database.engine import SQLITE_CACHE_KIB, SQLITE_POOL_SIZE, SQLITE_WRITE_POOL_SIZE
 from shared.database.sqlite_driver import WriteGate, WriterFileLock, writer_lock_path
 from shared.database.types import format_timestamp, parse_timestamp
 from tests.support import DEFAULT_PASSWORD, csrf, post_form, verify_email
@@ -57,8 +57,12 @@ async def test_sqlite_connections_keep_a_small_page_cache_in_a_fixed_pool(client
         cache = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar()
         await conn.rollback()
     assert cache == -SQLITE_CACHE_KIB == -256  # KiB per connection, not SQLite's 2,000
-    pool = app.state.db.engine.pool
-    assert (pool.size(), pool._max_overflow) == (SQLITE_POOL_SIZE, 0)
+    db = app.state.db
+    readers, writers = (engine.pool for engine in db.engines)
+    assert (readers.size(), readers._max_overflow) == (SQLITE_POOL_SIZE, 0) == (4, 0)
+    assert (writers.size(), writers._max_overflow) == (SQLITE_WRITE_POOL_SIZE, 0) == (1, 0)
+    # One driver for both pools: one write gate for every writer of the process (R2).
+    assert db.write_engine.dialect.dbapi is db.engine.dialect.dbapi
 
 
 async def test_a_request_shares_its_writer_with_later_reads_only_while_its_transaction_is_open(
@@ -142,7 +146,8 @@ async def test_r2_writers_of_one_process_take_turns_at_the_write_gate(client, ap
         pytest.skip("the aiosqlite driver")
     db = app.state.db
     await db.dispose()  # fresh connections, each with the listener below
-    event.listen(db.engine.sync_engine, "connect", _no_busy_wait)
+    for engine in db.engines:
+        event.listen(engine.sync_engine, "connect", _no_busy_wait)
     async with db.engine.begin() as conn:
         await conn.exec_driver_sql("CREATE TABLE gate_probe (n INTEGER)")
     inside, most = 0, 0
@@ -177,7 +182,8 @@ async def test_r2_writers_of_two_processes_take_turns_at_the_writer_file_lock(ap
     url = settings.database_url
     workers = [Database(url), Database(url)]
     for db in workers:
-        event.listen(db.engine.sync_engine, "connect", _no_busy_wait)
+        for engine in db.engines:
+            event.listen(engine.sync_engine, "connect", _no_busy_wait)
     async with workers[0].engine.begin() as conn:
         await conn.exec_driver_sql("CREATE TABLE lock_probe (n INTEGER)")
     inside, most = 0, 0
@@ -432,7 +438,7 @@ async def test_sqlite_begin_travels_with_the_first_statement(client, app, settin
         pytest.skip("the aiosqlite driver")
     db = app.state.db
     async with db.write_engine.connect() as conn, driver_calls(conn) as calls:
-        await conn.exec_driver_sql("CREATE TEMP TABLE probe3 (n INTEGER)")
+        await conn.exec_driver_sql("CREATE TABLE probe3 (n INTEGER)")
         await conn.commit()
         calls.clear()
         await conn.exec_driver_sql("INSERT INTO probe3 VALUES (1)")

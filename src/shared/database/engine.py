@@ -1,8 +1,8 @@
 """The async engine, its SQLite connection setup, and the session factories (DESIGN.md §3).
 
 On SQLite every new connection gets WAL, ``foreign_keys=ON``, ``busy_timeout=5000`` and
-``synchronous=NORMAL`` (SECURITY.md R1), and a 256 KiB page cache; each process keeps a fixed
-pool of 4 connections. Transactions that may write begin with
+``synchronous=NORMAL`` (SECURITY.md R1), and a 256 KiB page cache; each process keeps fixed
+pools of 4 connections for reads and 2 for writes. Transactions that may write begin with
 ``BEGIN IMMEDIATE`` so two writers queue instead of failing with SQLITE_BUSY_SNAPSHOT (R2):
 within a process at the driver's write gate, across processes at its writer file lock, and
 behind anything else on the busy timeout (:mod:`shared.database.sqlite_driver`); read-only transactions begin with a plain ``BEGIN``.
@@ -36,12 +36,18 @@ logger = logging.getLogger(__name__)
 # within noise.
 SQLITE_CACHE_KIB = 256
 # Connections per process. Every SQLite call runs on its connection's own thread, writers
-# queue at one gate (R2) and the GIL serialises the rest, so more connections add threads,
-# memory and contention but no throughput: 4 instead of 8 + 8 overflow (with the cache above)
-# gave a steady RSS of 100 instead of 108 MiB per worker and equal or more requests/s at 16
-# and 64 concurrent requests. No overflow: a fixed set, so no connection is opened and closed
-# again and again under load.
+# take turns (R2) and the GIL serialises the rest, so more connections add threads, memory
+# and contention but no throughput. Measured against one pool of 8 + 8 overflow (benchmark,
+# 2 workers, with the cache above): 4 readers + 1 writer gave a steady RSS of about 100
+# instead of 108 MiB per worker and equal or more requests/s at 16 and 64 concurrent
+# requests. Writers have their own pool: a writer waiting for its turn waits for that
+# connection and holds none of the readers', so pages keep reading while logins queue writes
+# (one shared pool of 4 let queued writers take every connection: the dashboard's p99 rose
+# 4-5x during a login burst instead of 2x). No overflow: a fixed set, so no connection is
+# opened and closed again and again under load.
 SQLITE_POOL_SIZE = 4
+SQLITE_WRITE_POOL_SIZE = 1  # SQLite lets one transaction write at a time: writers queue here
+SQLITE_WRITE_POOL_TIMEOUT = 5.0  # seconds a writer waits for the connection before a 503
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -111,19 +117,26 @@ def _size_cap(max_size_mb: int) -> Any:
     return cap
 
 
-def build_engine(url: str, *, max_size_mb: int = 0, **kwargs: Any) -> AsyncEngine:
+def build_engine(
+    url: str,
+    *,
+    max_size_mb: int = 0,
+    pool_size: int = SQLITE_POOL_SIZE,
+    **kwargs: Any,
+) -> AsyncEngine:
     """Create the async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
 
     For SQLite the connection listeners above are installed and the pool is a fixed
-    ``SQLITE_POOL_SIZE`` connections (no overflow: a request must never hold two at once, see
+    ``pool_size`` connections (no overflow: a request must never hold two at once, see
     :func:`shared.database.dependencies.request_reader`); ``max_size_mb`` > 0 caps the
-    database file (SQLite only). Call this inside the app's lifespan (after any fork), never
-    at import (SECURITY.md R5).
+    database file (SQLite only). Pass the ``module`` of another SQLite engine to share its
+    write gate. Call this inside the app's lifespan (after any fork), never at import
+    (SECURITY.md R5).
     """
     if url.startswith("sqlite"):
         # One thread hop per statement instead of four (shared.database.sqlite_driver).
         kwargs.setdefault("module", OneHopDBAPI())
-        engine = create_async_engine(url, pool_size=SQLITE_POOL_SIZE, max_overflow=0, **kwargs)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, **kwargs)
         event.listen(engine.sync_engine, "connect", _on_connect)
         if max_size_mb > 0:
             event.listen(engine.sync_engine, "connect", _size_cap(max_size_mb))
@@ -134,8 +147,11 @@ def build_engine(url: str, *, max_size_mb: int = 0, **kwargs: Any) -> AsyncEngin
 
 
 class Database:
-    """One engine and its two session factories: ``reader`` (BEGIN) and ``writer`` (BEGIN IMMEDIATE).
+    """The engines and the two session factories: ``reader`` (BEGIN) and ``writer`` (BEGIN IMMEDIATE).
 
+    ``engine`` serves reads; on SQLite ``write_engine`` has a pool of its own
+    (``SQLITE_WRITE_POOL_SIZE`` connections, sharing the driver and so the write gate), on
+    PostgreSQL it is ``engine`` with the same pool. ``engines`` lists each distinct engine once.
     ``single_read_engine`` is for a connection that runs exactly one SELECT (the session
     lookup on every request): on SQLite it sends no ``BEGIN``, the statement being its own
     transaction, which saves three driver round trips. On PostgreSQL every engine behaves the
@@ -146,7 +162,17 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine = build_engine(url, max_size_mb=max_size_mb)
-        self.write_engine = self.engine.execution_options(**{BEGIN_MODE: "immediate"})
+        writes = self.engine
+        if self.is_sqlite:
+            writes = build_engine(
+                url,
+                max_size_mb=max_size_mb,
+                pool_size=SQLITE_WRITE_POOL_SIZE,
+                pool_timeout=SQLITE_WRITE_POOL_TIMEOUT,
+                module=self.engine.dialect.dbapi,
+            )
+        self.engines: tuple[AsyncEngine, ...] = tuple(dict.fromkeys((self.engine, writes)))
+        self.write_engine = writes.execution_options(**{BEGIN_MODE: "immediate"})
         self.single_read_engine = self.engine.execution_options(**{BEGIN_MODE: "none"})
         self.reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self.writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
@@ -169,4 +195,5 @@ class Database:
                     await conn.rollback()
             except Exception:  # the checkpoint is an optimisation; disposal must still happen
                 logger.warning("WAL checkpoint on shutdown failed", exc_info=True)
-        await self.engine.dispose()
+        for engine in self.engines:
+            await engine.dispose()

@@ -59,7 +59,7 @@ async def test_bell_counts_unread_and_lists_ten_newest_in_one_query(db, ann, bob
         newest = (await rows(db, ann))[0]
         await service.mark_read(ann, newest.id)
         statements: list[str] = []
-        engine = db.engine.sync_engine
+        engine = db.engines[-1].sync_engine  # the writers' engine
 
         def count(conn, cursor, statement, *args):
             statements.append(statement)
