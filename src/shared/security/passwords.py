@@ -3,7 +3,9 @@
 Hashing and verifying run in a dedicated thread pool of ``threads`` threads (by default the
 CPU count divided by the number of worker processes), so a burst of logins neither blocks
 other requests nor grows memory without bound (each verify holds ``memory_kib`` of RAM while
-it runs, so a worker's peak is ``threads × memory_kib`` above its steady size).
+it runs, so a worker's peak is ``threads × memory_kib`` above its steady size). That memory is
+reused from one hash to the next and handed back to the OS once no hash has run for
+``IDLE_RELEASE_SECONDS`` (:mod:`shared.security.argon2_memory`).
 """
 
 from __future__ import annotations
@@ -11,27 +13,40 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import hmac
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.exceptions import (
+    HashingError,
+    InvalidHashError,
+    VerificationError,
+    VerifyMismatchError,
+)
+from argon2.low_level import ARGON2_VERSION
+
+from shared.security.argon2_memory import Argon2Hash, WorkingMemory, decode, encode, hash_raw
 
 MIN_LENGTH = 8  # S3 / ASVS 6.2.1
 MAX_BYTES = 4096  # S3: absurd input is refused before hashing
 
 _M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
+IDLE_RELEASE_SECONDS = 2.0  # hashing idle this long: its working memory goes back to the OS
+HASH_LEN = 32
+SALT_LEN = 16
 
 
 def return_large_blocks_to_os(threshold: int = 1024 * 1024) -> bool:
     """Have glibc serve allocations of ``threshold`` bytes or more with ``mmap``; True if set.
 
-    Each Argon2 hash or verify allocates ``memory_kib`` (19 MiB) at once. By default glibc
-    raises its mmap threshold after the first such block is freed, so later blocks come from
-    the heap and stay in every thread's arena: a worker kept ~20 MiB more per Argon2 thread
-    after a login burst. A fixed threshold (mallopt(3) ``M_MMAP_THRESHOLD``; setting it turns
-    the dynamic adjustment off) hands each block back to the OS when it is freed. A no-op
-    where the C library is not glibc.
+    An Argon2 hash that argon2-cffi runs itself (the dummy hash at start, a hash in a rarer
+    format) allocates ``memory_kib`` (19 MiB) at once, as may other large buffers (an
+    uploaded image being decoded). By default glibc raises its mmap threshold after the first
+    such block is freed, so later blocks come from the heap and stay in every thread's arena:
+    a worker kept ~20 MiB more per Argon2 thread after a login burst. A fixed threshold
+    (mallopt(3) ``M_MMAP_THRESHOLD``; setting it turns the dynamic adjustment off) hands each
+    block back to the OS when it is freed. A no-op where the C library is not glibc.
     """
     libc_name = ctypes.util.find_library("c")
     if not libc_name:
@@ -72,17 +87,25 @@ class Passwords:
             time_cost=time_cost,
             memory_cost=memory_kib,
             parallelism=parallelism,
-            hash_len=32,
-            salt_len=16,
+            hash_len=HASH_LEN,
+            salt_len=SALT_LEN,
             type=Type.ID,
         )
+        self.time_cost, self.memory_kib, self.parallelism = time_cost, memory_kib, parallelism
+        self.memory = WorkingMemory()
+        self._last_hash = 0.0  # loop time when the last hash or verify ended
+        self._release: asyncio.TimerHandle | None = None
+        self._release_loop: asyncio.AbstractEventLoop | None = None
         # A real hash of a random secret: unknown users still cost one verify (S6).
         self._dummy_hash = self.hasher.hash(os.urandom(16).hex())
 
     async def hash(self, password: str) -> str:
         """Return the PHC-format Argon2id hash of ``password`` (computed in the pool)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.hasher.hash, password)
+        try:
+            return await loop.run_in_executor(self._pool, self._hash, password)
+        finally:
+            self._hashed(loop)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """Return True when ``password`` matches ``password_hash``.
@@ -93,10 +116,77 @@ class Passwords:
         loop = asyncio.get_running_loop()
         target = password_hash or self._dummy_hash
         try:
-            await loop.run_in_executor(self._pool, self.hasher.verify, target, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            matches = await loop.run_in_executor(self._pool, self._verify, target, password)
+        finally:
+            self._hashed(loop)
+        return matches and password_hash is not None
+
+    def _hash(self, password: str) -> str:
+        salt = os.urandom(SALT_LEN)
+        digest = hash_raw(
+            self.memory,
+            password.encode(),
+            salt,
+            type=Type.ID,
+            memory_kib=self.memory_kib,
+            time_cost=self.time_cost,
+            parallelism=self.parallelism,
+            hash_len=HASH_LEN,
+        )
+        return encode(
+            Argon2Hash(
+                Type.ID,
+                ARGON2_VERSION,
+                self.memory_kib,
+                self.time_cost,
+                self.parallelism,
+                salt,
+                digest,
+            )
+        )
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        """Recompute ``password_hash`` with its own parameters and salt; compare in constant
+        time. A hash in a form :func:`decode` does not read goes to argon2-cffi."""
+        try:
+            stored = decode(password_hash)
+        except InvalidHashError:
+            try:
+                return self.hasher.verify(password_hash, password)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
+        try:
+            digest = hash_raw(
+                self.memory,
+                password.encode(),
+                stored.salt,
+                type=stored.type,
+                memory_kib=stored.memory_kib,
+                time_cost=stored.time_cost,
+                parallelism=stored.parallelism,
+                hash_len=len(stored.digest),
+                version=stored.version,
+            )
+        except HashingError:  # parameters libargon2 refuses: no password matches (as before)
             return False
-        return password_hash is not None
+        return hmac.compare_digest(digest, stored.digest)
+
+    def _hashed(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Note that a hash ended; make sure a release of the working memory is scheduled."""
+        self._last_hash = loop.time()
+        if self._release is None or self._release_loop is not loop:
+            self._release_loop = loop
+            self._release = loop.call_later(IDLE_RELEASE_SECONDS, self._release_if_idle)
+
+    def _release_if_idle(self) -> None:
+        loop = self._release_loop
+        assert loop is not None
+        idle_for = loop.time() - self._last_hash
+        if idle_for < IDLE_RELEASE_SECONDS:  # hashed since: look again when it may be idle
+            self._release = loop.call_later(IDLE_RELEASE_SECONDS - idle_for, self._release_if_idle)
+            return
+        self._release = None
+        self.memory.release()  # blocks still in use stay; their hash reschedules this
 
     def needs_rehash(self, password_hash: str) -> bool:
         """True when ``password_hash`` was made with other parameters than the current ones (S2)."""
