@@ -137,7 +137,7 @@ class Server:
             "PYTHONPATH": os.pathsep.join([str(SRC), str(ROOT_DIR)]),
             "PYTHONDONTWRITEBYTECODE": "1",
             # As docker/entrypoint.sh serves (every target alike): huge pages for malloc's
-            # mmapped blocks, so the app's Argon2 memory goes back to the OS cheaply.
+            # mmapped blocks, so large blocks go back to the OS and come again cheaply.
             "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1"),
             "WEB_CONCURRENCY": str(self.workers),  # as the entrypoint's `--workers`
             **self.target.env,

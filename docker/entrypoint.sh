@@ -18,9 +18,9 @@ export DB_DIR
 DATABASE_URL=$(python "$APP_HOME/docker/database_url.py")
 export DATABASE_URL
 
-# Argon2 allocates 19 MiB per hash; the app hands such blocks back to the OS when freed
-# (shared/security/passwords.py). Transparent huge pages for malloc's mmapped blocks make
-# re-mapping them cheap (glibc >= 2.35; other C libraries ignore the variable).
+# The app has glibc hand blocks of 1 MiB or more back to the OS when freed (an image being
+# decoded, say; shared/security/passwords.py). Transparent huge pages for malloc's mmapped
+# blocks make re-mapping them cheap (glibc >= 2.35; other C libraries ignore the variable).
 export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}"
 
 if [ "${SKIP_MIGRATIONS:-0}" != "1" ]; then

@@ -89,7 +89,7 @@ def test_entrypoint_migrates_then_runs_its_command(tmp_path: Path) -> None:
 def test_entrypoint_gives_malloc_huge_pages_unless_the_operator_chose_tunables(
     tmp_path: Path,
 ) -> None:
-    # Argon2's 19 MiB blocks go back to the OS when freed (passwords.py); huge pages make
+    # Blocks of 1 MiB or more go back to the OS when freed (passwords.py); huge pages make
     # mapping them again cheap. An operator's own GLIBC_TUNABLES is left as it is.
     show = ("python", "-c", "import os; print(os.environ['GLIBC_TUNABLES'])")
     with pytest.MonkeyPatch.context() as patch:
