@@ -43,17 +43,13 @@ async def provide_db_session(state: State, request: Request) -> AsyncGenerator[A
     error page never commits half of its work.
     """
     db = state.db
-    if request.method not in SAFE_METHODS:
-        async with db.writer() as session:
-            request.scope[_WRITER_KEY] = session  # type: ignore[literal-required]
-            try:
-                yield session
-            finally:
-                request.scope.pop(_WRITER_KEY, None)  # type: ignore[misc]
-        return
-    async with db.reader() as session:
-        request.scope[_READER_KEY] = session  # type: ignore[literal-required]
+    if request.method in SAFE_METHODS:
+        sessions, key = db.reader, _READER_KEY
+    else:
+        sessions, key = db.writer, _WRITER_KEY
+    async with sessions() as session:
+        request.scope[key] = session  # type: ignore[literal-required]
         try:
             yield session
         finally:
-            request.scope.pop(_READER_KEY, None)  # type: ignore[misc]
+            request.scope.pop(key, None)  # type: ignore[misc]

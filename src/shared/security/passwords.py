@@ -91,7 +91,6 @@ class Passwords:
             salt_len=SALT_LEN,
             type=Type.ID,
         )
-        self.time_cost, self.memory_kib, self.parallelism = time_cost, memory_kib, parallelism
         self.memory = WorkingMemory()
         self._last_hash = 0.0  # loop time when the last hash or verify ended
         self._release: asyncio.TimerHandle | None = None
@@ -122,24 +121,25 @@ class Passwords:
         return matches and password_hash is not None
 
     def _hash(self, password: str) -> str:
+        cost = self.hasher  # the configured parameters
         salt = os.urandom(SALT_LEN)
         digest = hash_raw(
             self.memory,
             password.encode(),
             salt,
             type=Type.ID,
-            memory_kib=self.memory_kib,
-            time_cost=self.time_cost,
-            parallelism=self.parallelism,
+            memory_kib=cost.memory_cost,
+            time_cost=cost.time_cost,
+            parallelism=cost.parallelism,
             hash_len=HASH_LEN,
         )
         return encode(
             Argon2Hash(
                 Type.ID,
                 ARGON2_VERSION,
-                self.memory_kib,
-                self.time_cost,
-                self.parallelism,
+                cost.memory_cost,
+                cost.time_cost,
+                cost.parallelism,
                 salt,
                 digest,
             )
