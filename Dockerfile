@@ -13,6 +13,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements.txt
+# The server runs with -OO (docker/entrypoint.sh): compile the bytecode it loads now, once.
+RUN /opt/venv/bin/python -OO -m compileall -q /opt/venv/lib
 
 # --- runtime: no compilers, no pip cache, a non-root user -------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -30,6 +32,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY alembic.ini pyproject.toml ./
 COPY src ./src
+RUN python -OO -m compileall -q src && python -m compileall -q src
 COPY docker ./docker
 RUN mkdir -p /app/db && chown app:app /app/db && chmod 0750 /app/db && chmod 0755 docker/entrypoint.sh
 USER app:app

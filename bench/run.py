@@ -45,7 +45,14 @@ from bench.seed import (
     seed_postgres,
     seed_sqlite,
 )
-from bench.servers import RSSSampler, Server, app_target, ceiling_target, peer_target
+from bench.servers import (
+    RSSSampler,
+    Server,
+    app_target,
+    ceiling_target,
+    peer_target,
+    precompile,
+)
 from shared import clock
 
 RESULTS = Path(__file__).parent / "results"
@@ -484,6 +491,7 @@ class Runner:
     def run(self) -> dict[str, Any]:
         """Seed, run every set-up × database, the burst and the soak; write the results."""
         require_wrk()
+        precompile()
         started = datetime.now(UTC)
         meta = {
             "started": started.isoformat(timespec="seconds"),

@@ -105,6 +105,7 @@ def live_server(
     process = subprocess.Popen(
         [
             sys.executable,
+            "-OO",  # no docstrings or asserts, as production serves (docker/entrypoint.sh)
             "-m",
             "uvicorn",
             "app:create_app",

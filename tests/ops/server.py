@@ -1,7 +1,7 @@
 """Process helpers for the operations tests: the production server (Granian) on 127.0.0.1,
 serving a copy of the migrated template database in its own folder.
 
-``AppProcess`` starts ``python -m granian --interface asgi --factory app:create_app`` (the
+``AppProcess`` starts ``python -OO -m granian --interface asgi --factory app:create_app`` (the
 command ``docker/entrypoint.sh`` runs) in its own process group, waits for ``/healthz``, and
 stops it with SIGTERM (graceful) or SIGKILL (the whole group, as ``docker kill`` would).
 """
@@ -69,6 +69,7 @@ class AppProcess:
         self.process = subprocess.Popen(
             [
                 sys.executable,
+                "-OO",  # as docker/entrypoint.sh serves
                 "-m",
                 "granian",
                 "--interface",
