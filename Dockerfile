@@ -9,10 +9,15 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: a virtualenv with the hash-pinned dependencies ------------------------------------
 FROM ${PYTHON_IMAGE} AS build
+# 1: build libargon2 for AVX2 as `make install` does where the CPU has it (about 45 % less CPU
+# per sign-in); the image then runs only on CPUs with AVX2. 0 (default): the portable wheel.
+ARG ARGON2_AVX2=0
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements.txt requirements-build.txt /tmp/
+COPY scripts/build-argon2-avx2.sh /tmp/
 RUN /opt/venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements.txt
+RUN if [ "$ARGON2_AVX2" = 1 ]; then apt-get update && apt-get install -y --no-install-recommends cmake gcc libc6-dev make && ARGON2_AVX2=1 sh /tmp/build-argon2-avx2.sh /opt/venv/bin/python /tmp/requirements.txt /tmp/requirements-build.txt; fi
 # The server runs with -OO (docker/entrypoint.sh): compile the bytecode it loads now, once.
 RUN /opt/venv/bin/python -OO -m compileall -q /opt/venv/lib
 

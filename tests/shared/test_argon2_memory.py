@@ -25,6 +25,86 @@ def small_passwords() -> Passwords:
     return Passwords(time_cost=1, memory_kib=64, parallelism=1, threads=1)
 
 
+# Known answers from the reference implementation's own test suite (libargon2, src/test.c,
+# "Test Argon2id version number: 13"): password "password", salt "somesalt", 32 bytes.
+# libargon2 may be compiled here for AVX2 (Makefile, ARGON2_AVX2) rather than taken from the
+# SSE2 wheel: whichever build is installed must compute these same hashes.
+REFERENCE_ARGON2ID = [
+    # (time_cost, memory_kib, parallelism, password, salt, PHC string)
+    (
+        2,
+        2**16,
+        1,
+        "password",
+        "somesalt",
+        "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc",
+    ),
+    (
+        2,
+        2**8,
+        1,
+        "password",
+        "somesalt",
+        "$argon2id$v=19$m=256,t=2,p=1$c29tZXNhbHQ$nf65EOgLrQMR/uIPnA4rEsF5h7TKyQwu9U1bMCHGi/4",
+    ),
+    (
+        2,
+        2**8,
+        2,
+        "password",
+        "somesalt",
+        "$argon2id$v=19$m=256,t=2,p=2$c29tZXNhbHQ$bQk8UB/VmZZF4Oo79iDXuL5/0ttZwg2f/5U52iv1cDc",
+    ),
+    (
+        1,
+        2**16,
+        1,
+        "password",
+        "somesalt",
+        "$argon2id$v=19$m=65536,t=1,p=1$c29tZXNhbHQ$9qWtwbpyPd3vm1rB1GThgPzZ3/ydHL92zKL+15XZypg",
+    ),
+    (
+        2,
+        2**16,
+        1,
+        "differentpassword",
+        "somesalt",
+        "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$C4TWUs9rDEvq7w3+J4umqA32aWKB1+DSiRuBfYxFj94",
+    ),
+    (
+        2,
+        2**16,
+        1,
+        "password",
+        "diffsalt",
+        "$argon2id$v=19$m=65536,t=2,p=1$ZGlmZnNhbHQ$vfMrBczELrFdWP0ZsfhWsRPaHppYdP3MVEMIVlqoFBw",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("time_cost", "memory_kib", "parallelism", "password", "salt", "phc"), REFERENCE_ARGON2ID
+)
+def test_s1_installed_libargon2_gives_the_reference_implementations_known_answers(
+    time_cost: int, memory_kib: int, parallelism: int, password: str, salt: str, phc: str
+) -> None:
+    digest = hash_raw(
+        WorkingMemory(),
+        password.encode(),
+        salt.encode(),
+        type=Type.ID,
+        memory_kib=memory_kib,
+        time_cost=time_cost,
+        parallelism=parallelism,
+        hash_len=32,
+    )
+    value = Argon2Hash(
+        Type.ID, ARGON2_VERSION, memory_kib, time_cost, parallelism, salt.encode(), digest
+    )
+    assert encode(value) == phc
+    assert small_passwords().hasher.verify(phc, password)  # argon2-cffi's own path agrees
+
+
 @pytest.mark.parametrize("kind", [Type.ID, Type.I, Type.D])
 def test_s1_hash_and_encoding_match_argon2_cffi_byte_for_byte(kind: Type) -> None:
     salt = bytes(range(16))
