@@ -4,6 +4,7 @@ login burst cannot exhaust memory)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -103,3 +104,23 @@ def test_the_app_gives_each_worker_its_share_of_the_cpus(settings) -> None:
     assert shared.state.passwords.threads == default_threads(2)
     chosen = create_app(settings.model_copy(update={"web_concurrency": 2, "argon2_threads": 3}))
     assert chosen.state.passwords.threads == 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values: Linux")
+async def test_s1_hashing_threads_run_at_a_lower_priority_than_the_event_loop() -> None:
+    """S1: while logins keep the hashing threads busy, pages still get the CPU first."""
+    passwords = Passwords(time_cost=1, memory_kib=64, parallelism=1, threads=2)
+    loop = asyncio.get_running_loop()
+
+    def nice_value() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = await asyncio.gather(
+        *(loop.run_in_executor(passwords._pool, nice_value) for _ in range(4))
+    )
+    assert set(seen) == {min(19, own + passwords_module.HASHING_NICENESS)}
+    # The event loop's thread (and so the process's other threads) kept its own value.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+    digest = await passwords.hash("correct horse battery staple")  # and they still hash
+    assert await passwords.verify(digest, "correct horse battery staple")

@@ -5,7 +5,9 @@ CPU count divided by the number of worker processes), so a burst of logins neith
 other requests nor grows memory without bound (each verify holds ``memory_kib`` of RAM while
 it runs, so a worker's peak is ``threads × memory_kib`` above its steady size). That memory is
 reused from one hash to the next and handed back to the OS once no hash has run for
-``IDLE_RELEASE_SECONDS`` (:mod:`shared.security.argon2_memory`).
+``IDLE_RELEASE_SECONDS`` (:mod:`shared.security.argon2_memory`). On Linux the hashing threads
+run at a lower CPU priority (``HASHING_NICENESS``) than the event loop, so while a burst of
+logins keeps them busy, pages still get the CPU first.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import ctypes
 import ctypes.util
 import hmac
 import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher, Type
@@ -34,6 +38,9 @@ MAX_BYTES = 4096  # S3: absurd input is refused before hashing
 _M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
 IDLE_RELEASE_SECONDS = 2.0  # hashing idle this long: its working memory goes back to the OS
 HASH_LEN = 32
+# Nice value added to each hashing thread (Linux): a thread at +10 gets about a tenth of the CPU
+# time of a thread at 0 competing with it for a core (the kernel's CFS weights 110 vs 1024).
+HASHING_NICENESS = 10
 SALT_LEN = 16
 
 
@@ -56,6 +63,28 @@ def return_large_blocks_to_os(threshold: int = 1024 * 1024) -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+
+
+def lower_thread_priority(niceness: int = HASHING_NICENESS) -> bool:
+    """Add ``niceness`` to the calling thread's nice value; True if it was changed.
+
+    Runs as the hashing pool's thread initializer. Argon2 is CPU-bound for its whole run (24 ms
+    of CPU at the OWASP baseline with the SSE2 build), so a login burst keeps every hashing
+    thread runnable; at the same priority the event loop would get only its fair share of a
+    core and every page would wait behind the hashes (SECURITY.md S1: logins must not starve
+    signed-in users). Linux keeps a nice value per thread and ``setpriority(2)`` accepts a
+    thread id there; elsewhere it is per process, so this does nothing and returns False.
+    Raising one's own nice value needs no privilege.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    thread = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + niceness))
+    except OSError:
+        return False
+    return True
 
 
 def default_threads(processes: int = 1) -> int:
@@ -82,7 +111,9 @@ class Passwords:
     ) -> None:
         return_large_blocks_to_os()  # before the first hash below
         self.threads = threads or default_threads()
-        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.threads, thread_name_prefix="argon2", initializer=lower_thread_priority
+        )
         self.hasher = PasswordHasher(
             time_cost=time_cost,
             memory_cost=memory_kib,
