@@ -9,13 +9,20 @@
 # PYTHON is the virtualenv's interpreter; REQUIREMENTS the hash-pinned file that pins
 # argon2-cffi-bindings (its sdist's hash included); BUILD_REQUIREMENTS the hash-pinned tools
 # its build needs (requirements-build.txt). Needs cmake and a C compiler.
-# ARGON2_AVX2: auto (default) builds when /proc/cpuinfo lists avx2; 1 always builds; 0 never.
+# ARGON2_AVX2: auto (default) builds when /proc/cpuinfo lists avx2 and cmake and a C compiler
+# are installed (else it says so and keeps the wheel); 1 always builds; 0 never.
 set -eu
 python=$1
 requirements=$2
 build_requirements=$3
 case "${ARGON2_AVX2:-auto}" in
-  auto) grep -qw avx2 /proc/cpuinfo 2>/dev/null || exit 0 ;;
+  auto)
+    grep -qw avx2 /proc/cpuinfo 2>/dev/null || exit 0
+    if ! command -v cmake >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
+      echo "argon2-cffi-bindings: the SSE2 wheel stays (the AVX2 build needs cmake and a C compiler; README \"System packages\")"
+      exit 0
+    fi
+    ;;
   1) ;;
   *) exit 0 ;;
 esac

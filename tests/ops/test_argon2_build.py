@@ -20,6 +20,7 @@ import pytest
 from shared.config import ROOT_DIR
 
 SCRIPT = ROOT_DIR / "scripts" / "build-argon2-avx2.sh"
+SH = shutil.which("sh") or "/bin/sh"
 
 
 def _cpu_has_avx2() -> bool:
@@ -64,7 +65,7 @@ def test_the_script_picks_the_argon2_bindings_pin_with_its_hashes(tmp_path: Path
     )
     recorder.chmod(0o755)
     done = subprocess.run(
-        ["sh", str(SCRIPT), str(recorder), "requirements-dev.txt", "requirements-build.txt"],
+        [SH, str(SCRIPT), str(recorder), "requirements-dev.txt", "requirements-build.txt"],
         cwd=ROOT_DIR,
         env={**os.environ, "ARGON2_AVX2": "1"},
         capture_output=True,
@@ -78,14 +79,25 @@ def test_the_script_picks_the_argon2_bindings_pin_with_its_hashes(tmp_path: Path
     name = next(n for n in pinned if n.startswith("argon2-cffi-bindings=="))
     assert name in calls
     assert all(digest in calls for digest in pinned[name])  # the sdist's hash among them
-    # ARGON2_AVX2=0: nothing is installed.
-    log.unlink()
-    skipped = subprocess.run(
-        ["sh", str(SCRIPT), str(recorder), "requirements-dev.txt", "requirements-build.txt"],
-        cwd=ROOT_DIR,
-        env={**os.environ, "ARGON2_AVX2": "0"},
-    )
-    assert skipped.returncode == 0 and not log.exists()
+    # ARGON2_AVX2=0, or auto without cmake and a C compiler on PATH: nothing is installed
+    # and the install goes on (the wheel stays).
+    tools = tmp_path / "bin"  # what the script itself runs, and nothing else
+    tools.mkdir()
+    for tool in ("grep", "awk", "mktemp", "rm", "cat"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    for env in ({"ARGON2_AVX2": "0"}, {"ARGON2_AVX2": "auto", "PATH": str(tools)}):
+        log.unlink(missing_ok=True)
+        skipped = subprocess.run(
+            [SH, str(SCRIPT), str(recorder), "requirements-dev.txt", "requirements-build.txt"],
+            cwd=ROOT_DIR,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+        )
+        assert skipped.returncode == 0, skipped.stderr
+        assert not log.exists()
+    if _cpu_has_avx2():
+        assert "needs cmake and a C compiler" in skipped.stdout
 
 
 @pytest.mark.skipif(not _cpu_has_avx2(), reason="this CPU has no AVX2: the wheel stays")
