@@ -35,6 +35,7 @@ from bench.scenarios import (
     WrkResult,
     finish_wrk,
     start_wrk,
+    starved,
     wrk_command,
 )
 from bench.seed import (
@@ -306,6 +307,9 @@ class Runner:
             reasons.append(f"{result.unexpected} unexpected statuses {result.statuses}")
         if server_errors:
             reasons.append(f"{len(server_errors)} error lines in the server log")
+        held_back = starved(result, concurrency) if kind != "ceiling" else None
+        if held_back:
+            reasons.append(held_back)
         return {
             "setup": block.setup.name,
             "backend": block.backend,
@@ -319,6 +323,8 @@ class Runner:
             "p90_ms": result.p90_ms,
             "p99_ms": result.p99_ms,
             "max_ms": result.max_ms,
+            "mean_ms": result.mean_ms,
+            "served_connections": round(result.served_connections, 1),
             "errors": result.errors,
             "statuses": result.statuses,
             "unexpected": result.unexpected,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.run import WrkMissing, require_wrk
-from bench.scenarios import BY_NAME
+from bench.scenarios import BY_NAME, WrkResult, starved
 from shared.config import ROOT_DIR
 
 WRK_MISSING = (
@@ -30,6 +30,25 @@ def test_missing_wrk_is_reported_with_its_package(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(WrkMissing, match=r"Debian package `wrk`"):
         require_wrk()
+
+
+def _wrk_result(rps: float, mean_ms: float) -> WrkResult:
+    no_errors = {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}
+    return WrkResult(
+        requests=int(rps * 4), seconds=4.0, rps=rps, p50_ms=mean_ms, p90_ms=mean_ms,
+        p99_ms=mean_ms, max_ms=mean_ms, errors=no_errors, statuses={"200": int(rps * 4)},
+        mean_ms=mean_ms,
+    )  # fmt: skip
+
+
+def test_a_run_whose_latencies_cover_few_connections_is_void() -> None:
+    # Measured with Granian's --backpressure 4 at c=64: 413 req/s, mean latency about 21 ms,
+    # so about 9 connections were in service; the other 55 waited unanswered.
+    reason = starved(_wrk_result(413.1, 21.0), 64)
+    assert reason is not None and "about 9 of 64 connections" in reason
+    # Every connection in turn: 428 req/s at c=64 means about 150 ms each (Little's law).
+    assert starved(_wrk_result(428.0, 149.5), 64) is None
+    assert starved(_wrk_result(1309.0, 0.5), 1) is None  # one connection is always served
 
 
 def test_smoke_run_produces_a_well_formed_result_without_errors(tmp_path: Path) -> None:
@@ -69,6 +88,7 @@ def test_smoke_run_produces_a_well_formed_result_without_errors(tmp_path: Path) 
         assert set(map(int, run["statuses"])) <= BY_NAME[run["scenario"]].expected
         assert run["peak_rss_mib"] and all(m > 0 for m in run["peak_rss_mib"])
         assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+        assert 0 < run["mean_ms"] <= run["max_ms"] and run["served_connections"] > 0
         assert len(run["loadavg_before"]) == 3
     for cell in result["summary"]:
         if cell["target"] == "app":
