@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Engine, Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from features.sessions.models import BrowserSession
 from features.users.models import User
@@ -41,10 +42,21 @@ _LOOKUP = (
 )
 
 
-async def lookup(conn: AsyncConnection, token_hash: str) -> Row[Any] | None:
-    """Return session + user columns for ``token_hash`` in one query, or ``None``."""
-    result = await conn.execute(_LOOKUP, {"token_hash": token_hash})
-    return result.first()
+async def lookup(engine: AsyncEngine, token_hash: str) -> Row[Any] | None:
+    """Return session + user columns for ``token_hash`` in one query, or ``None``.
+
+    Checking a connection out of ``engine``'s pool, running the select and returning the
+    connection happen in one call of synchronous SQLAlchemy (:func:`_lookup`), which the
+    driver suspends only for the statement itself. Through ``AsyncConnection`` each of those
+    steps is a separate switch into SQLAlchemy's greenlet: about 0.1–0.15 ms more CPU on a
+    request that every signed-in page makes.
+    """
+    return await greenlet_spawn(_lookup, engine.sync_engine, token_hash)
+
+
+def _lookup(engine: Engine, token_hash: str) -> Row[Any] | None:
+    with engine.connect() as conn:  # closing it ends the statement's transaction
+        return conn.execute(_LOOKUP, {"token_hash": token_hash}).first()
 
 
 async def touch(conn: AsyncConnection, session_id: uuid.UUID, when: datetime) -> None:

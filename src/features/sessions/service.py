@@ -284,9 +284,7 @@ async def resolve(
     """
     if not token or len(token) > 128:
         return None
-    async with db.single_read_engine.connect() as conn:  # one SELECT: no BEGIN on SQLite
-        row = await repository.lookup(conn, token_hash(token))
-        await conn.rollback()
+    row = await repository.lookup(db.single_read_engine, token_hash(token))  # no BEGIN on SQLite
     if row is None:
         return None
     now = clock.now()
