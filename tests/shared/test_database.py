@@ -432,6 +432,41 @@ async def test_sqlite_rollback_outside_a_transaction_costs_no_round_trip(client,
         await conn.rollback()
 
 
+async def test_sqlite_a_read_transaction_ends_without_a_round_trip(client, app, settings):
+    # Rolling back a read transaction only drops its WAL snapshot: the driver does it on the
+    # calling thread. A transaction that changed a row is rolled back on aiosqlite's thread.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = app.state.db
+    async with db.write_engine.connect() as conn:
+        await conn.exec_driver_sql("CREATE TABLE probe4 (n INTEGER)")
+        await conn.exec_driver_sql("INSERT INTO probe4 VALUES (1)")
+        await conn.commit()
+    async with db.engine.connect() as conn, driver_calls(conn) as calls:
+        raw = (await conn.get_raw_connection()).driver_connection._connection
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM probe4")).scalar() == 1
+        other = sqlite3.connect(sqlite_path(settings))
+        try:
+            other.execute("INSERT INTO probe4 VALUES (2)")
+            other.commit()
+        finally:
+            other.close()
+        # Still the snapshot of BEGIN: the other connection's row is not there yet.
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM probe4")).scalar() == 1
+        assert raw.in_transaction and len(calls) == 2
+        await conn.rollback()
+        assert not raw.in_transaction and len(calls) == 2  # no call on aiosqlite's thread
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM probe4")).scalar() == 2
+        await conn.rollback()
+        calls.clear()
+        # A "read" transaction that wrote is rolled back on the connection's thread.
+        await conn.exec_driver_sql("INSERT INTO probe4 VALUES (3)")
+        await conn.rollback()
+        assert len(calls) == 2 and calls[1].__name__ == "rollback"
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM probe4")).scalar() == 2
+        await conn.rollback()
+
+
 async def test_sqlite_begin_travels_with_the_first_statement(client, app, settings):
     # BEGIN costs no round trip of its own; a transaction that runs nothing costs none.
     if not settings.is_sqlite:
@@ -455,7 +490,7 @@ async def test_sqlite_begin_travels_with_the_first_statement(client, app, settin
         assert [tuple(r) for r in rows] == [(1,)]
         assert len(calls) == 1  # BEGIN and the SELECT
         await conn.rollback()
-        assert len(calls) == 2
+        assert len(calls) == 1  # a read transaction ends without a round trip
     # A write whose first statement fails keeps the gate (its transaction began) until the
     # rollback.
     async with db.write_engine.connect() as conn:

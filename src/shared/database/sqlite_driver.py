@@ -12,9 +12,12 @@ the SQLite cursor. Results, errors and transactions are unchanged; only the numb
 round trips between the threads drops. Server-side cursors (``stream_results``) are the stock
 ones, which send a held-back ``BEGIN`` (below) on its own first.
 ``commit`` and ``rollback`` with no transaction open make no hop at all, and ``BEGIN`` makes
-none of its own: it is sent in the same call as the transaction's first statement (a read
-transaction of one query is two hops, the query and the rollback; a write of one statement
-two, the statement and the commit).
+none of its own: it is sent in the same call as the transaction's first statement. Nor does
+the rollback that ends a read transaction (a ``BEGIN`` whose statements changed no row): in
+WAL mode that only drops the reader's snapshot, with no I/O and no lock to wait for, so it
+runs at once on the event loop's thread while the connection's thread is idle. A read
+transaction of one query is one hop; a write of one statement two, the statement and the
+commit.
 
 Writers take turns inside the process: a ``BEGIN IMMEDIATE`` first waits for the process's
 :class:`WriteGate`, which its connection holds until the transaction ends. SQLite lets one
@@ -313,9 +316,10 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     (``in_transaction`` reads SQLite's autocommit flag, safe from any thread while the
     connection's thread is idle, which it is between this connection's awaited calls). The
     single-statement session lookup, which sends no ``BEGIN``, ends with such a rollback.
+    ``rollback`` of a read transaction makes none either (:meth:`_reading`).
     """
 
-    __slots__ = ("_pending_begin",)
+    __slots__ = ("_pending_begin", "_read_changes")
     _cursor_cls = OneHopCursor
     _ss_cursor_cls = OneHopServerSideCursor
 
@@ -323,16 +327,32 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         super().__init__(dbapi, connection)
         # ``(BEGIN statement, whether it holds the write gate)`` until the first statement.
         self._pending_begin: tuple[str, bool] | None = None
+        # SQLite's ``total_changes`` when a read transaction (``BEGIN``) was sent, else None.
+        self._read_changes: int | None = None
 
     def _idle(self) -> bool:
         raw = self._connection._connection
         return raw is not None and not raw.in_transaction
+
+    def _reading(self) -> bool:
+        """True when the open transaction began with ``BEGIN`` (deferred), has changed no row
+        (SQLite's ``total_changes`` as it was then) and no call is under way on the
+        connection's thread: its rollback is then safe to run on the calling thread."""
+        raw = self._connection._connection
+        return (
+            raw is not None
+            and self._read_changes is not None
+            and raw.total_changes == self._read_changes
+            and not self._execute_mutex.locked()
+        )
 
     async def run(self, operation: str, parameters: Any, many: bool) -> _Outcome:
         """Run one statement on the connection's thread (:func:`_run`), a held-back ``BEGIN``
         in the same call."""
         begin, gated = self._pending_begin or (None, False)
         self._pending_begin = None
+        if begin == BEGIN_READ:
+            self._read_changes = self._connection._connection.total_changes
         return await self._run_on_thread(operation, parameters, many, begin, gated)
 
     async def send_pending_begin(self) -> None:
@@ -367,12 +387,21 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     def _end(self) -> None:
         """The transaction is over: forget a BEGIN never sent, leave the write gate."""
         self._pending_begin = None
+        self._read_changes = None
         self.dbapi.write_gate.leave(self)
 
     def rollback(self) -> None:
-        """Roll back the open transaction, if there is one; leave the write gate."""
+        """Roll back the open transaction, if there is one; leave the write gate.
+
+        A read transaction is rolled back right here (no hop: see :meth:`_reading`), any
+        other on the connection's thread.
+        """
         try:
-            if not self._idle():
+            if self._idle():
+                pass
+            elif self._reading():
+                self._connection._connection.rollback()
+            else:
                 super().rollback()
         finally:
             self._end()
