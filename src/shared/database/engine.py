@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from shared.database.sqlite_driver import BEGIN_READ, BEGIN_WRITE, OneHopDBAPI
+from shared.database.sqlite_driver import BEGIN_READ, BEGIN_WRITE, OneHopConnection, OneHopDBAPI
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,13 @@ def _on_begin(conn: Any) -> None:
     mode = conn.get_execution_options().get(BEGIN_MODE)
     if mode == "none":  # a single statement: SQLite runs it as its own atomic transaction
         return
-    conn.exec_driver_sql(BEGIN_WRITE if mode == "immediate" else BEGIN_READ)
+    statement = BEGIN_WRITE if mode == "immediate" else BEGIN_READ
+    dbapi_connection = conn.connection.dbapi_connection
+    if isinstance(dbapi_connection, OneHopConnection):
+        # Straight to the driver, which holds BEGIN back until the first statement anyway.
+        dbapi_connection.begin_transaction(statement)
+    else:
+        conn.exec_driver_sql(statement)
 
 
 def _on_error(context: Any) -> None:

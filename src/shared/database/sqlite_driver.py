@@ -275,9 +275,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
         adapt = self._adapt_connection
         if operation in (BEGIN_WRITE, BEGIN_READ) and not parameters:
-            # Held back until the first statement; a writer takes its turn at the gate now.
-            gated = operation == BEGIN_WRITE and await adapt.dbapi.write_gate.enter(adapt)
-            adapt._pending_begin = (operation, gated)
+            await adapt.hold_begin(operation)  # sent with the first statement
             self._description, self._rowcount, self._lastrowid = None, -1, None
             self._rows = collections.deque()
             return
@@ -345,6 +343,22 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             and raw.total_changes == self._read_changes
             and not self._execute_mutex.locked()
         )
+
+    async def hold_begin(self, statement: str) -> None:
+        """Begin a transaction with ``statement`` (``BEGIN`` or ``BEGIN IMMEDIATE``), sent
+        with the transaction's first statement; a writer takes its turn at the write gate
+        now. No call on the connection's thread."""
+        gated = statement == BEGIN_WRITE and await self.dbapi.write_gate.enter(self)
+        self._pending_begin = (statement, gated)
+
+    def begin_transaction(self, statement: str) -> None:
+        """:meth:`hold_begin` for synchronous SQLAlchemy code (the engine's ``begin``
+        listener), which otherwise would send ``statement`` through a whole statement
+        execution (cursor, execution context, events) only for it to be held back here."""
+        if statement == BEGIN_READ:
+            self._pending_begin = (statement, False)  # nothing to wait for
+        else:
+            await_(self.hold_begin(statement))
 
     async def run(self, operation: str, parameters: Any, many: bool) -> _Outcome:
         """Run one statement on the connection's thread (:func:`_run`), a held-back ``BEGIN``

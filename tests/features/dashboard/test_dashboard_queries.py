@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event
 
+from shared.database import sqlite_driver
 from tests.features.audit.helpers import names, wait_for_events
 from tests.support import register
 
@@ -28,17 +29,27 @@ async def signed_up(client, app) -> None:
 
 @contextmanager
 def statements(app) -> Iterator[list[str]]:
-    """Every SQL statement the app sends while the block runs."""
+    """Every SQL statement the app sends while the block runs, and on SQLite every ``BEGIN``
+    as the driver sends it (with the transaction's first statement, see
+    ``shared.database.sqlite_driver``)."""
     seen: list[str] = []
     engine = app.state.db.engine.sync_engine
 
     def record(_conn, _cursor, statement, *_args):
         seen.append(" ".join(statement.split()))
 
+    def run_recording_begin(conn, operation, parameters, many, begin=None, *args):
+        if begin is not None:
+            seen.append(begin)
+        return real_run(conn, operation, parameters, many, begin, *args)
+
+    real_run = sqlite_driver._run
     event.listen(engine, "before_cursor_execute", record)
+    sqlite_driver._run = run_recording_begin
     try:
         yield seen
     finally:
+        sqlite_driver._run = real_run
         event.remove(engine, "before_cursor_execute", record)
 
 
