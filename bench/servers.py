@@ -199,6 +199,25 @@ class Server:
             return []
         return children_of(self.process.pid)
 
+    def wait_until_idle(
+        self, *, quiet: float = 1.0, busy_share: float = 0.05, timeout: float = 60.0
+    ) -> float:
+        """Wait until the workers have used less than ``busy_share`` of one CPU for ``quiet``
+        seconds in a row (work left over from the previous run, such as queued password
+        hashes, has finished), at most ``timeout`` seconds. Returns the seconds waited."""
+        started = previous_at = time.monotonic()
+        previous = _cpu_of(self.worker_pids())
+        quiet_since = started
+        while True:
+            time.sleep(0.25)
+            now = time.monotonic()
+            used = _cpu_of(self.worker_pids())
+            if used - previous > busy_share * (now - previous_at):
+                quiet_since = now
+            previous, previous_at = used, now
+            if now - quiet_since >= quiet or now - started >= timeout:
+                return round(now - started, 2)
+
     def take_errors(self) -> list[str]:
         """Error lines the server logged since the last call (then the log is emptied)."""
         try:
@@ -265,6 +284,10 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def _cpu_of(pids: list[int]) -> float:
+    return sum(c for c in (cpu_seconds(p) for p in pids) if c is not None)
+
+
 class RSSSampler:
     """Samples the RSS of ``pids`` every ``interval`` seconds in a thread while in a ``with``.
 
@@ -285,7 +308,7 @@ class RSSSampler:
         self.cpu_seconds = 0.0
 
     def _cpu(self) -> float:
-        return sum(c for c in (cpu_seconds(p) for p in self.pids) if c is not None)
+        return _cpu_of(self.pids)
 
     def _sample(self) -> None:
         for pid in self.pids:

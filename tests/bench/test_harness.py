@@ -18,6 +18,7 @@ import pytest
 
 from bench.run import WrkMissing, require_wrk
 from bench.scenarios import BY_NAME, WrkResult, starved
+from bench.servers import Server, ceiling_target
 from shared.config import ROOT_DIR
 
 WRK_MISSING = (
@@ -49,6 +50,23 @@ def test_a_run_whose_latencies_cover_few_connections_is_void() -> None:
     # Every connection in turn: 428 req/s at c=64 means about 150 ms each (Little's law).
     assert starved(_wrk_result(428.0, 149.5), 64) is None
     assert starved(_wrk_result(1309.0, 0.5), 1) is None  # one connection is always served
+
+
+def test_the_soak_waits_until_the_workers_are_idle(tmp_path: Path) -> None:
+    # A "worker" busy for 1.5 s (as with hashes the login burst left queued), then idle.
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass\ntime.sleep(30)"]
+    )  # fmt: skip
+    try:
+        server = Server(
+            ceiling_target(tmp_path / "body"), workers=1, cpus=None, log_path=tmp_path / "log"
+        )
+        server.worker_pids = lambda: [busy.pid]  # type: ignore[method-assign]
+        waited = server.wait_until_idle(quiet=1.0, timeout=20)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert 1.0 + 1.0 <= waited < 20  # the busy part (after start-up), then a quiet second
 
 
 def test_smoke_run_produces_a_well_formed_result_without_errors(tmp_path: Path) -> None:
@@ -97,6 +115,7 @@ def test_smoke_run_produces_a_well_formed_result_without_errors(tmp_path: Path) 
     assert all(b["errors"] == 0 and b["burst_logins_rps"] > 0 for b in result["burst"])
     assert {s["backend"] for s in result["soak"]} == backends
     assert all(s["requests"] > 0 and not s["void"] for s in result["soak"])
+    assert all(0 < s["idle_wait_seconds"] < 60 for s in result["soak"])
     assert all(0 < max(s["steady_peak_rss_mib"]) <= max(s["peak_rss_mib"]) for s in result["soak"])
     assert result["targets"], "the targets table is filled"
 
