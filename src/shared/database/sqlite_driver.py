@@ -411,11 +411,9 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         other on the connection's thread.
         """
         try:
-            if self._idle():
-                pass
-            elif self._reading():
+            if self._reading():
                 self._connection._connection.rollback()
-            else:
+            elif not self._idle():
                 super().rollback()
         finally:
             self._end()
