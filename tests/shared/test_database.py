@@ -21,7 +21,12 @@ from features.users.models import User
 from shared.database import Database, escape_like, new_id
 from shared.database.dependencies import request_reader
 from shared.database.engine import SQLITE_CACHE_KIB, SQLITE_POOL_SIZE, SQLITE_WRITE_POOL_SIZE
-from shared.database.sqlite_driver import WriteGate, WriterFileLock, writer_lock_path
+from shared.database.sqlite_driver import (
+    WriteGate,
+    WriterFileLock,
+    _end_transaction,
+    writer_lock_path,
+)
 from shared.database.types import format_timestamp, parse_timestamp
 from tests.support import DEFAULT_PASSWORD, csrf, post_form, verify_email
 
@@ -233,6 +238,48 @@ async def test_r2_a_writer_waits_for_the_file_lock_of_another_process(tmp_path):
     assert time.monotonic() - started > 0.1  # it waited for the other process
     lock.release("writer")
     await holder.wait()
+
+
+async def test_r2_the_file_lock_is_free_as_soon_as_commit_returns_on_the_thread(settings):
+    # Another worker's writer need not wait for this event loop: the lock is dropped on the
+    # connection's thread right after COMMIT, while the loop is still busy elsewhere.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = Database(settings.database_url)
+    other_process = WriterFileLock(writer_lock_path(sqlite_path(settings)))
+    try:
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE commit_probe (n INTEGER)")
+        async with db.writer() as session:
+            await session.execute(text("INSERT INTO commit_probe VALUES (1)"))
+            assert other_process.acquire(timeout=0, holder="elsewhere") is False
+            commit = asyncio.create_task(session.commit())
+            await asyncio.sleep(0)  # the task runs until it waits for COMMIT on the thread
+            # No await from here on: the event loop cannot take the commit's result.
+            assert other_process.acquire(timeout=2, holder="elsewhere") is True
+            assert not commit.done()
+            other_process.release("elsewhere")
+            await commit
+        async with db.reader() as session:
+            assert (await session.execute(text("SELECT n FROM commit_probe"))).scalar() == 1
+    finally:
+        await db.dispose()
+
+
+def test_r2_a_rollback_on_the_thread_frees_the_file_lock_and_keeps_nothing(tmp_path):
+    path = str(tmp_path / ".app.sqlite.writer.lock")
+    gate = WriteGate(file_lock=WriterFileLock(path))
+    conn = sqlite3.connect(tmp_path / "app.sqlite", isolation_level=None)
+    conn.execute("CREATE TABLE t (n INTEGER)")
+    gate.lock_file("writer")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO t VALUES (1)")
+    other_process = WriterFileLock(path)
+    assert other_process.acquire(timeout=0, holder="elsewhere") is False
+    _end_transaction(conn, False, gate, "writer")
+    assert other_process.acquire(timeout=0, holder="elsewhere") is True
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    conn.close()
 
 
 async def test_r2_a_file_lock_taken_after_a_cancelled_begin_goes_with_its_connection(tmp_path):
@@ -462,7 +509,7 @@ async def test_sqlite_a_read_transaction_ends_without_a_round_trip(client, app, 
         # A "read" transaction that wrote is rolled back on the connection's thread.
         await conn.exec_driver_sql("INSERT INTO probe4 VALUES (3)")
         await conn.rollback()
-        assert len(calls) == 2 and calls[1].__name__ == "rollback"
+        assert len(calls) == 2 and calls[1] is _end_transaction  # ROLLBACK there
         assert (await conn.exec_driver_sql("SELECT count(*) FROM probe4")).scalar() == 2
         await conn.rollback()
 
