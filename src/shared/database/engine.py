@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from shared.database.pool import FairAsyncQueuePool
 from shared.database.sqlite_driver import BEGIN_READ, BEGIN_WRITE, OneHopConnection, OneHopDBAPI
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,9 @@ def build_engine(
 ) -> AsyncEngine:
     """Create the async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
 
-    For SQLite the connection listeners above are installed and the pool is a fixed
+    Every pool serves waiting requests first in, first out
+    (:class:`shared.database.pool.FairAsyncQueuePool`). For SQLite the connection listeners
+    above are installed and the pool is a fixed
     ``pool_size`` connections (no overflow: a request must never hold two at once, see
     :func:`shared.database.dependencies.request_reader`); ``max_size_mb`` > 0 caps the
     database file (SQLite only). Pass the ``module`` of another SQLite engine to share its
@@ -142,14 +145,23 @@ def build_engine(
     if url.startswith("sqlite"):
         # One thread hop per statement instead of four (shared.database.sqlite_driver).
         kwargs.setdefault("module", OneHopDBAPI())
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, **kwargs)
+        engine = create_async_engine(
+            url, poolclass=FairAsyncQueuePool, pool_size=pool_size, max_overflow=0, **kwargs
+        )
         event.listen(engine.sync_engine, "connect", _on_connect)
         if max_size_mb > 0:
             event.listen(engine.sync_engine, "connect", _size_cap(max_size_mb))
         event.listen(engine.sync_engine, "begin", _on_begin)
         event.listen(engine.sync_engine, "handle_error", _on_error)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+    return create_async_engine(
+        url,
+        poolclass=FairAsyncQueuePool,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        **kwargs,
+    )
 
 
 class Database:
