@@ -1,7 +1,8 @@
 """The audit trail's public face (SECURITY.md S52; OWASP Logging Cheat Sheet).
 
-Every :data:`shared.events.SECURITY_EVENT` becomes one ``audit_events`` row, written by
-:func:`record_security_event` after the response (Litestar's event emitter). Other features
+Every :data:`shared.events.SECURITY_EVENT` becomes one ``audit_events`` row: the listener
+:func:`record_security_event` queues it, and the worker's
+:class:`features.audit.writer.AuditWriter` writes it after the response, in batches. Other features
 read a user's trail through :func:`recent_for_user` and ask :func:`is_new_device`; code
 without a running app (the command line) writes an event with :func:`record`.
 """
@@ -64,25 +65,46 @@ def row_for(event: SecurityEvent) -> AuditEvent:
 
 @listener(SECURITY_EVENT)
 async def record_security_event(event: SecurityEvent, state: State) -> None:
-    """Write ``event`` to ``audit_events`` (its own write transaction).
+    """Queue ``event`` for ``audit_events``: the worker's
+    :class:`features.audit.writer.AuditWriter` (``state.audit_writer``) writes it after the
+    response, in a batch with the events that came meanwhile (:func:`write_events`).
 
-    An event about an account that no longer exists (``user_deleted``: the row went with the
-    deletion) cannot reference it; it is stored with the user and actor columns empty and their
-    ids in ``details`` (``deleted_user_id``, ``deleted_actor_id``), so the evidence survives.
-    A failure is logged (event name and request id only) and swallowed: the response has
-    already been sent.
+    Once the writer has stopped (the app shutting down while Litestar's emitter still hands
+    out the last events) the event is written here, on its own. A failure then is logged
+    (event name and request id only) and swallowed: the response has already been sent.
     """
+    writer = state.audit_writer
+    if writer.running:
+        writer.submit(event)
+        return
     try:
-        try:
-            async with state.db.write() as session:
-                await AuditRepository(session).insert(row_for(event))
-        except IntegrityError:
-            async with state.db.write() as session:
-                await AuditRepository(session).insert(_detached_row(event))
+        await write_events(state.db, [event])
     except Exception:
         logger.exception(
             "audit event not recorded: %s [request_id=%s]", event.name, event.request_id
         )
+
+
+async def write_events(db: Database, events: list[SecurityEvent]) -> None:
+    """Write ``events`` to ``audit_events`` in one write transaction.
+
+    An event about an account that no longer exists (``user_deleted``: the row went with the
+    deletion) cannot reference it. When the batch fails on such a reference
+    (``IntegrityError``), each event is written on its own, and one that fails so is stored
+    with the user and actor columns empty and their ids in ``details`` (``deleted_user_id``,
+    ``deleted_actor_id``), so the evidence survives. Other errors propagate.
+    """
+    try:
+        async with db.write() as session:
+            await AuditRepository(session).insert_many([row_for(event) for event in events])
+    except IntegrityError:
+        for event in events:
+            try:
+                async with db.write() as session:
+                    await AuditRepository(session).insert(row_for(event))
+            except IntegrityError:
+                async with db.write() as session:
+                    await AuditRepository(session).insert(_detached_row(event))
 
 
 def _detached_row(event: SecurityEvent) -> AuditEvent:

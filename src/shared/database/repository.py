@@ -91,6 +91,18 @@ class Repository(Generic[ModelT]):
         flush costs more CPU than the statement (DESIGN.md §3 cost model). A constraint
         violation raises ``IntegrityError`` here, not at commit.
         """
+        await self.session.execute(_insert_into(self.model.__table__), self._values(obj))
+        return obj
+
+    async def insert_many(self, objs: list[ModelT]) -> None:
+        """:meth:`insert` for several new objects in ONE ``INSERT`` statement (the driver's
+        ``executemany``). One constraint violation raises ``IntegrityError`` for all of them."""
+        if objs:
+            rows = [self._values(obj) for obj in objs]
+            await self.session.execute(_insert_into(self.model.__table__), rows)
+
+    def _values(self, obj: ModelT) -> dict[str, Any]:
+        """``obj``'s column values by column key, Python-side defaults filled in on ``obj``."""
         values: dict[str, Any] = {}
         for attribute in inspect(self.model).column_attrs:
             column = attribute.columns[0]
@@ -100,8 +112,7 @@ class Repository(Generic[ModelT]):
                 value = default.arg(None) if default.is_callable else default.arg
                 setattr(obj, attribute.key, value)
             values[column.key] = value
-        await self.session.execute(_insert_into(self.model.__table__), values)
-        return obj
+        return values
 
     async def delete(self, obj: ModelT) -> None:
         """Delete ``obj`` and flush."""
