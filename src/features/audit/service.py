@@ -2,9 +2,9 @@
 
 Every :data:`shared.events.SECURITY_EVENT` becomes one ``audit_events`` row: the listener
 :func:`record_security_event` queues it, and the worker's
-:class:`features.audit.writer.AuditWriter` writes it after the response, in batches. Other features
-read a user's trail through :func:`recent_for_user` and ask :func:`is_new_device`; code
-without a running app (the command line) writes an event with :func:`record`.
+:class:`features.audit.writer.AuditWriter` writes it after the response, in batches. Other
+features read a user's trail through :func:`recent_for_user` and ask :func:`is_new_device`;
+code without a running app (the command line) writes an event with :func:`record`.
 """
 
 from __future__ import annotations
