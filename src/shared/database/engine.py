@@ -135,8 +135,8 @@ def build_engine(
 
     Every pool serves waiting requests first in, first out
     (:class:`shared.database.pool.FairAsyncQueuePool`). For SQLite the connection listeners
-    above are installed and the pool is a fixed
-    ``pool_size`` connections (no overflow: a request must never hold two at once, see
+    above are installed and the pool is a fixed ``pool_size`` connections (no overflow: a
+    request must never hold two at once, see
     :func:`shared.database.dependencies.request_reader`); ``max_size_mb`` > 0 caps the
     database file (SQLite only). Pass the ``module`` of another SQLite engine to share its
     write gate. Call this inside the app's lifespan (after any fork), never at import
