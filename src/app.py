@@ -42,7 +42,7 @@ from shared.config import Settings, get_settings
 from shared.database import Database
 from shared.database.dependencies import provide_db_session
 from shared.database.serving import hold_serving_lock
-from shared.logs import logging_config, redact_server_access_log
+from shared.logs import flush_logs, logging_config, redact_server_access_log
 from shared.mail import Mailer
 from shared.mail.dev_page import dev_mail
 from shared.security.passwords import Passwords, default_threads
@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await app.state.db.dispose()
             serving.release()
+            flush_logs()  # a worker process may end without running exit handlers
 
     template_dirs = [SHARED_WEB / "templates"] + [f.template_dir for f in FEATURES]
     template_dirs = [d for d in template_dirs if d.exists()]

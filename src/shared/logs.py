@@ -13,10 +13,14 @@ makes that log redact secret path segments and drop the query, as the app's own 
 
 from __future__ import annotations
 
+import atexit
+import collections
 import json
 import logging
+import sys
+import threading
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from litestar.logging import LoggingConfig
 
@@ -70,17 +74,98 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class BatchedStreamHandler(logging.Handler):
+    """Formats each record where it is logged and writes the lines from a background thread.
+
+    Every ``interval`` seconds (default 0.05) the writer thread takes every line waiting and
+    writes them to ``stream`` (default ``sys.stderr``) in one ``write`` and one ``flush``. So a
+    request that logs never waits for the stream (a slow pipe to a log collector), as with the
+    standard ``QueueHandler``, but the thread wakes 20 times a second instead of once per
+    record. Waking a thread per record and handing it the GIL cost more than formatting the
+    line: on 2 vCPUs (``bench/``, set-up B, c=64) the sign-in page took 0.40-0.42 ms of CPU per
+    request with the queue and 0.36-0.39 ms with this handler; task create went from 756-861
+    to 917-948 requests/s.
+
+    Lines are formatted at once, in the thread that logs (as ``QueueHandler.prepare`` does), so
+    a record's arguments and traceback are read while they still hold. Waiting lines are not
+    bounded, like the queue this replaces. :meth:`close` (at ``dictConfig``'s reconfiguration
+    and at exit) writes what is left and stops the thread. A server's worker process may end
+    with ``os._exit``, which skips exit handlers, so the app calls :func:`flush_logs` when it
+    shuts down; a killed process loses the lines of its last ``interval``.
+    """
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 0.05) -> None:
+        super().__init__()
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = interval
+        self._lines: collections.deque[str] = collections.deque()
+        self._write_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._writer = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._writer.start()
+        atexit.register(self.close)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format ``record`` and queue its line (``deque.append`` is thread-safe)."""
+        try:
+            self._lines.append(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Write every waiting line now, in one write."""
+        with self._write_lock:  # the writer thread and close() may flush at once
+            lines: list[str] = []
+            take = self._lines.popleft
+            while self._lines:
+                lines.append(take())
+            if not lines:
+                return
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed or broken stream: the lines are lost
+                pass
+
+    def close(self) -> None:
+        """Stop the writer thread after it wrote every line queued so far."""
+        self._stopping.set()
+        if self._writer.is_alive() and self._writer is not threading.current_thread():
+            self._writer.join(timeout=5)
+        self.flush()
+        atexit.unregister(self.close)
+        super().close()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.flush()
+
+
+def flush_logs() -> None:
+    """Write every line the root logger's handlers still hold (at the app's shutdown)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def uses_json(log_format: str, app_env: str) -> bool:
     """True when logs should be JSON lines (``LOG_FORMAT=json``, or ``auto`` in production)."""
     return log_format == "json" or (log_format == "auto" and app_env == "production")
 
 
 def logging_config(log_format: str, app_env: str, level: str = "INFO") -> LoggingConfig:
-    """Litestar's logging config (stderr through a queue) with our formatter."""
+    """Litestar's logging config with our formatter; every logger writes to stderr through
+    :class:`BatchedStreamHandler` (in place of Litestar's per-record queue listener)."""
     formatter = JSONFormatter if uses_json(log_format, app_env) else TextFormatter
     return LoggingConfig(
         root={"level": level.upper(), "handlers": ["queue_listener"]},
         formatters={"standard": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        handlers={
+            "queue_listener": {
+                "class": f"{BatchedStreamHandler.__module__}.{BatchedStreamHandler.__qualname__}",
+                "level": "DEBUG",
+                "formatter": "standard",
+            }
+        },
         log_exceptions="never",
     )
 

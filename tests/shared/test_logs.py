@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import threading
+import time
 
 from shared.logs import (
+    BatchedStreamHandler,
     JSONFormatter,
     ServerAccessLogRedaction,
     TextFormatter,
@@ -92,3 +96,85 @@ def test_s37_the_servers_access_records_are_redacted_before_formatting():
         record.getMessage()
         == '127.0.0.1:5000 - "GET /verify-email/[redacted]?[redacted] HTTP/1.1" 200'
     )
+
+
+class _Stream:
+    """A text stream that records each ``write`` and can be held shut (a full pipe)."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.open = threading.Event()
+        self.open.set()
+
+    def write(self, text: str) -> int:
+        self.open.wait(5)
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _line(handler: BatchedStreamHandler, message: str, level: int = logging.INFO) -> None:
+    handler.handle(logging.LogRecord("t", level, "x", 1, message, (), None))
+
+
+def test_batched_handler_writes_the_lines_waiting_in_one_write_in_order() -> None:
+    stream = _Stream()
+    handler = BatchedStreamHandler(stream, interval=60)  # the writer does not wake in this test
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    try:
+        for n in range(3):
+            _line(handler, f"line {n}")
+        assert stream.writes == []  # formatted and queued, not yet written
+        handler.flush()
+        assert stream.writes == ["line 0\nline 1\nline 2\n"]
+        handler.flush()
+        assert len(stream.writes) == 1  # nothing waiting, nothing written
+    finally:
+        handler.close()
+
+
+def test_batched_handler_writes_from_its_thread_and_close_writes_the_rest() -> None:
+    stream = _Stream()
+    handler = BatchedStreamHandler(stream, interval=0.01)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    _line(handler, "first")
+    deadline = time.monotonic() + 5
+    while not stream.writes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.writes == ["first\n"]
+    stream.open.clear()  # the stream blocks (a full pipe): logging must not wait for it
+    _line(handler, "second")
+    time.sleep(0.05)  # the writer is now stuck in write()
+    started = time.monotonic()
+    _line(handler, "third")
+    assert time.monotonic() - started < 1
+    stream.open.set()
+    handler.close()
+    assert "".join(stream.writes) == "first\nsecond\nthird\n"
+    assert not handler._writer.is_alive()
+
+
+def test_batched_handler_formats_a_traceback_when_the_record_is_logged() -> None:
+    stream = _Stream()
+    handler = BatchedStreamHandler(stream, interval=60)
+    handler.setFormatter(JSONFormatter())
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("t", logging.ERROR, "x", 1, "failed", (), sys.exc_info())
+    handler.handle(record)
+    handler.close()
+    entry = json.loads(stream.writes[0])
+    assert (
+        entry["message"].startswith("failed\nTraceback") and "ValueError: boom" in entry["message"]
+    )
+
+
+def test_the_app_logs_through_the_batched_handler() -> None:
+    config = logging_config("auto", "production")
+    handler = config.handlers["queue_listener"]
+    assert handler["class"] == "shared.logs.BatchedStreamHandler"
+    assert config.root["handlers"] == ["queue_listener"]
+    assert config.loggers["litestar"]["handlers"] == ["queue_listener"]
