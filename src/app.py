@@ -50,6 +50,7 @@ from shared.web import templating
 from shared.web.access_log import AccessLog
 from shared.web.csrf import CSRFMiddleware
 from shared.web.errors import exception_handlers
+from shared.web.first_visit import FirstVisitPages
 from shared.web.guards import requires_user
 from shared.web.head import HeadAsGet
 from shared.web.headers import security_headers
@@ -169,8 +170,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         for hook in getattr(feature, "setup_hooks", ()):
             hook(app)
     redact_server_access_log()  # uvicorn's own access log must not print mailed tokens (S37)
-    # Outermost: the access log (404s and errors too); inside it, HEAD answered as GET.
-    app.asgi_handler = AccessLog(HeadAsGet(app.asgi_handler))
+    # Outermost: the access log (404s and errors too); inside it, first visits to the pages
+    # features list answered from snapshots (not while templates reload), and HEAD as GET.
+    handler = HeadAsGet(app.asgi_handler)
+    if settings.app_env != "development":
+        pages = [path for f in FEATURES for path in getattr(f, "first_visit_pages", ())]
+        handler = FirstVisitPages(handler, pages)
+    app.asgi_handler = AccessLog(handler)
     return app
 
 

@@ -27,6 +27,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 FORM_FIELD = "_csrf_token"
 HEADER = "x-csrf-token"
 _TOKEN_KEY = "slicestar.csrf_token"
+_ISSUED_KEY = "slicestar.csrf_issued_guest_secret"
 
 
 class CSRFError(PermissionDeniedException):
@@ -36,6 +37,19 @@ class CSRFError(PermissionDeniedException):
 def csrf_token(scope: Scope) -> str:
     """Return the token to embed in this request's forms (set by :class:`CSRFMiddleware`)."""
     return scope.get(_TOKEN_KEY, "")  # type: ignore[return-value]
+
+
+def issue_guest_secret(secret_key: str) -> tuple[str, str]:
+    """A new guest CSRF secret (256 random bits, base64url, for the ``csrf`` cookie) and the
+    form token for it, ``HMAC(secret_key, secret)`` as hex: ``(secret, token)``."""
+    secret = secrets.token_urlsafe(32)
+    return secret, keyed_digest(secret_key, "csrf", secret)
+
+
+def issued_guest_secret(scope: Scope) -> str | None:
+    """The guest secret :class:`CSRFMiddleware` issued to this request (it sets the cookie on
+    the HTML answer), or ``None`` when the request brought one or belongs to a session."""
+    return scope.get(_ISSUED_KEY)  # type: ignore[return-value]
 
 
 def _origin_ok(scope: Scope, headers: dict[str, str], app_url: str) -> bool:
@@ -68,12 +82,14 @@ class CSRFMiddleware:
         auth = scope.get("auth")
         new_guest_secret: str | None = None
         if auth is not None:
-            secret = auth.csrf_secret
+            expected = keyed_digest(settings.secret_key, "csrf", auth.csrf_secret)
         else:
             secret = read_cookie(scope, name)
-            if not secret or len(secret) < 32:
-                secret = new_guest_secret = secrets.token_urlsafe(32)
-        expected = keyed_digest(settings.secret_key, "csrf", secret)
+            if secret and len(secret) >= 32:
+                expected = keyed_digest(settings.secret_key, "csrf", secret)
+            else:
+                new_guest_secret, expected = issue_guest_secret(settings.secret_key)
+                scope[_ISSUED_KEY] = new_guest_secret  # type: ignore[literal-required]
         scope[_TOKEN_KEY] = expected  # type: ignore[literal-required]
 
         if scope["method"] not in SAFE_METHODS:

@@ -10,3 +10,6 @@ from features.core.auth.listeners import mail_security_notice
 routes = [AuthController, EmailLinkController]
 template_dir = Path(__file__).parent / "templates"
 listeners = [mail_security_notice]
+# Pages whose first visit (no cookie, no query) depends on nothing but the settings and the
+# answer's own secrets: served from a snapshot (shared.web.first_visit).
+first_visit_pages = ("/login", "/register")
