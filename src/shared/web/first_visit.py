@@ -17,8 +17,9 @@ lists in ``first_visit_pages``:
    get the snapshot with a new nonce, secret and token, made as the CSP and CSRF code make
    them. Litestar's ``before_send`` hook still adds the security headers to every answer, with
    this answer's nonce. When the snapshots differ, the page holds something else that varies
-   (a value from the database, a clock, a secret not known here), so it is always rendered and
-   a warning names it.
+   from visit to visit (a clock, a secret not known here), so it is always rendered and a
+   warning names it. Two captures cannot reveal what changes more slowly (a figure from the
+   database): a feature lists only pages whose first visit depends on the settings alone.
 
 Any other request for the page (with a cookie or a query string, ``HEAD``, another method)
 runs through the application. Litestar's response cache cannot do this: it would give every
