@@ -14,11 +14,14 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
+from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from features.notifications.bell import rendered_bell_lists
 from features.notifications.live import CLOSE, Hub, LiveNotification, SeenIds
 from features.notifications.schemas import FILTERS, PER_PAGE, parse_id, parse_query
 from features.notifications.service import NotificationNotFound, NotificationService
+from shared import clock
 from shared.database.dependencies import request_reader
 from shared.database.repository import PageOutOfRange
 from shared.web.forms import read_form
@@ -201,15 +204,24 @@ class NotificationController(Controller):
 
 
 async def bell_context(request: Request) -> dict[str, Any]:
-    """Layout context for the navigation bell: ``notification_bell`` (unread count and the
-    10 newest) for a signed-in user, in one query: in the request's own open transaction when
-    it has one (:func:`request_reader`), else on a short-lived reader session.
+    """Layout context for the navigation bell of a signed-in user: ``notification_bell``
+    (unread count and the 10 newest) and ``notification_bell_list`` (those as HTML, from
+    :class:`~features.notifications.bell.RenderedBellLists`; empty without any).
+
+    One query: in the request's own open transaction when it has one
+    (:func:`request_reader`), else on a short-lived reader session.
     """
     user = request.scope.get("user")
     if user is None or not user.verified:  # the layout shows no bell before verification
         return {}
     shared = request_reader(request.scope)  # the page's own read transaction, if it has one
     if shared is not None:
-        return {"notification_bell": await NotificationService(shared).bell(user.id)}
-    async with request.app.state.db.reader() as session:
-        return {"notification_bell": await NotificationService(session).bell(user.id)}
+        bell = await NotificationService(shared).bell(user.id)
+    else:
+        async with request.app.state.db.reader() as session:
+            bell = await NotificationService(session).bell(user.id)
+    html: Markup | str = ""
+    if bell.recent:
+        lists = rendered_bell_lists(request.app.state, request.app.template_engine.engine)
+        html = lists.render(bell.recent, clock.now())
+    return {"notification_bell": bell, "notification_bell_list": html}

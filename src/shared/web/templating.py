@@ -24,13 +24,14 @@ def iso(value: datetime | None) -> str:
     return format_timestamp(value) if value else ""
 
 
-def time_ago(value: datetime | None) -> str:
+def time_ago(value: datetime | None, now: datetime | None = None) -> str:
     """A short relative time: ``just now`` (under 45 s, or in the future), ``3 minutes ago``,
     ``2 hours ago`` (minutes and hours rounded), ``2 days ago`` (whole days); empty for ``None``.
+    ``now`` (aware) is the time to count from, the clock's current time when not given.
     """
     if value is None:
         return ""
-    seconds = int((clock.now() - value).total_seconds())
+    seconds = int(((now or clock.now()) - value).total_seconds())
     if seconds < 45:
         return "just now"
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
