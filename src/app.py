@@ -42,7 +42,13 @@ from shared.config import Settings, get_settings
 from shared.database import Database
 from shared.database.dependencies import provide_db_session
 from shared.database.serving import hold_serving_lock
-from shared.logs import flush_logs, logging_config, redact_server_access_log
+from shared.logs import (
+    flush_logs,
+    logging_config,
+    redact_server_access_log,
+    skip_unused_record_fields,
+    uses_json,
+)
 from shared.mail import Mailer
 from shared.mail.dev_page import dev_mail
 from shared.security.passwords import Passwords, default_threads
@@ -170,6 +176,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         for hook in getattr(feature, "setup_hooks", ()):
             hook(app)
     redact_server_access_log()  # uvicorn's own access log must not print mailed tokens (S37)
+    if uses_json(settings.log_format, settings.app_env):
+        skip_unused_record_fields()  # JSON lines never show the caller, thread or process
     # Outermost: the access log (404s and errors too); inside it, first visits to the pages
     # features list answered from snapshots (not while templates reload), and HEAD as GET.
     handler = HeadAsGet(app.asgi_handler)

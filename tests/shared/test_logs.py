@@ -15,6 +15,7 @@ from shared.logs import (
     TextFormatter,
     logging_config,
     redact_request_target,
+    skip_unused_record_fields,
     uses_json,
 )
 from shared.web.access_log import safe_path
@@ -55,6 +56,35 @@ def test_json_formatter_writes_one_object_per_line_with_the_request_fields() -> 
     assert entry["message"] == "GET /t 200"
     assert entry["request_id"] == "abc123" and entry["duration_ms"] == 1.5
     assert entry["status"] == 200 and entry["user_id"] is None
+
+
+def test_json_lines_keep_every_field_when_records_skip_caller_thread_and_process() -> None:
+    switches = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+    saved = {name: getattr(logging, name) for name in switches}
+    stream = _Stream()
+    handler = BatchedStreamHandler(stream, interval=60)
+    handler.setFormatter(JSONFormatter())
+    logger = logging.getLogger("slicestar.test.skip")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        skip_unused_record_fields()
+        records: list[logging.LogRecord] = []
+        logger.addFilter(lambda record: records.append(record) or True)
+        logger.warning("GET %s %s", "/t", 200, extra={"request_id": "r-1", "status": 200})
+        handler.flush()
+    finally:
+        for name, value in saved.items():
+            setattr(logging, name, value)
+        logger.removeHandler(handler)
+        handler.close()
+    (record,) = records
+    assert record.funcName == "(unknown function)" and record.lineno == 0  # no stack walk
+    assert record.thread is None and record.process is None
+    entry = json.loads(stream.writes[0])
+    assert entry["message"] == "GET /t 200" and entry["level"] == "WARNING"
+    assert entry["request_id"] == "r-1" and entry["status"] == 200
+    assert entry["logger"] == "slicestar.test.skip" and entry["time"].endswith("+00:00")
 
 
 def test_text_formatter_appends_the_fields_the_message_lacks() -> None:
