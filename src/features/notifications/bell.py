@@ -37,12 +37,14 @@ class RenderedBellLists:
     ``render(recent, now)`` takes the bell's rows (:class:`~features.notifications.repository.
     Bell` ``recent``, newest first, at least one) and the current time (aware UTC) and returns
     the list as safe HTML (``Markup``). Not thread-safe: one instance serves one event loop.
+    Where the environment reloads edited templates (development), nothing is kept. Raises
+    ``ValueError`` for a ``size`` below 1.
     """
 
     def __init__(self, env: Environment, size: int = DEFAULT_SIZE) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
-        self._template = env.get_template(LIST_TEMPLATE)
+        self._env = env
         self._size = size
         self._lists: OrderedDict[tuple[Any, ...], Markup] = OrderedDict()
 
@@ -53,18 +55,23 @@ class RenderedBellLists:
         """The list's HTML: from the cache when the rows and their relative times are equal
         to a list rendered before, else rendered now (and kept)."""
         ages = tuple(time_ago(row.created_at, now) for row in recent)
+        if self._env.auto_reload:  # an edited template must show at once
+            return self._render(recent, ages)
         key = (tuple(recent), ages)
         html = self._lists.get(key)
         if html is not None:
             self._lists.move_to_end(key)
             return html
-        items = list(zip(recent, ages, strict=True))
-        # An autoescaped template's output is safe HTML (every value in it escaped, S51).
-        html = Markup(self._template.render(items=items))  # noqa: S704
-        self._lists[key] = html
+        html = self._lists[key] = self._render(recent, ages)
         if len(self._lists) > self._size:
             self._lists.popitem(last=False)
         return html
+
+    def _render(self, recent: Sequence[Row[Any]], ages: tuple[str, ...]) -> Markup:
+        template = self._env.get_template(LIST_TEMPLATE)  # compiled once, then looked up
+        items = list(zip(recent, ages, strict=True))
+        # An autoescaped template's output is safe HTML (every value in it escaped, S51).
+        return Markup(template.render(items=items))  # noqa: S704
 
 
 _STATE_KEY = "notification_bell_lists"

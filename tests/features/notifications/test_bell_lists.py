@@ -76,6 +76,17 @@ async def test_the_least_recently_shown_list_goes_first(app, db, ann, bob):
         RenderedBellLists(env_of(app), size=0)
 
 
+async def test_nothing_is_kept_where_templates_reload(app, db, ann):
+    """Development: an edited template shows at the next page view."""
+    await make(db, ann, 1)
+    env = env_of(app).overlay(auto_reload=True)
+    lists = RenderedBellLists(env)
+    first = lists.render(await bell_rows(db, ann), clock.now())
+    again = lists.render(await bell_rows(db, ann), clock.now())
+    assert first == again and first is not again
+    assert len(lists) == 0
+
+
 async def test_user_text_in_a_kept_list_is_escaped(app, db, ann):
     """S51: the kept HTML is the autoescaped template's output."""
     await make(db, ann, 1, title="<script>alert(1)</script>", message='"><img src=x>')
