@@ -17,7 +17,7 @@ from litestar.response.sse import ServerSentEventMessage
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from features.notifications.bell import rendered_bell_lists
+from features.notifications.bell import STATE_KEY as BELL_LISTS
 from features.notifications.live import CLOSE, Hub, LiveNotification, SeenIds
 from features.notifications.schemas import FILTERS, PER_PAGE, parse_id, parse_query
 from features.notifications.service import NotificationNotFound, NotificationService
@@ -222,6 +222,5 @@ async def bell_context(request: Request) -> dict[str, Any]:
             bell = await NotificationService(session).bell(user.id)
     html: Markup | str = ""
     if bell.recent:
-        lists = rendered_bell_lists(request.app.state, request.app.template_engine.engine)
-        html = lists.render(bell.recent, clock.now())
+        html = request.app.state[BELL_LISTS].render(bell.recent, clock.now())
     return {"notification_bell": bell, "notification_bell_list": html}
