@@ -22,6 +22,7 @@ import redis.asyncio
 from sqlalchemy import func, select
 
 from app import create_app
+from shared import clock
 from shared.clock import FrozenClock, use_clock
 from shared.config import ROOT_DIR
 from shared.database import Database
@@ -474,3 +475,51 @@ async def test_s9_reset_all_clears_budgets_and_backoffs_in_one_store_call(app):
         for _ in range(4):
             await throttle.hit(state, "login", "bob|10.0.0.1")
         assert await throttle.hit(state, "login", "bob|10.0.0.1") is not None
+
+
+async def test_s9_a_sign_in_attempt_counts_budget_and_backoff_in_one_store_transaction(app):
+    # hit_then_backoff = hit, then backoff_acquire if the budget allows, in one transaction.
+    async with running(app):
+        state = app.state
+        store = throttle.store_for(state)
+        opened, standalone = [], []
+        real_transaction, real_hit, real_peek = store.transaction, store.hit, store.peek
+
+        def counting_transaction():
+            opened.append(1)
+            return real_transaction()
+
+        async def standalone_hit(*args):
+            standalone.append("hit")
+            return await real_hit(*args)
+
+        async def standalone_peek(*args):
+            standalone.append("peek")
+            return await real_peek(*args)
+
+        store.transaction, store.hit, store.peek = (
+            counting_transaction,
+            standalone_hit,
+            standalone_peek,
+        )
+        streak_key = throttle._key("b", "login_account", "ann")
+        try:
+            with use_clock(FrozenClock()):
+                attempt = ("login", "ann|10.0.0.1"), ("login_account", "ann")
+                for _ in range(5):
+                    assert await throttle.hit_then_backoff(state, *attempt) is None
+                # The sixth in the window is refused by the budget; the streak is not counted.
+                assert await throttle.hit_then_backoff(state, *attempt) == 60
+                assert len(opened) == 6 and standalone == []
+                assert (await real_peek(streak_key, clock.now())).count == 5
+                # Those five attempts failed: the account's back-off now refuses the next one,
+                # from any IP, without counting it in the streak.
+                assert await throttle.backoff_fail(state, "login_account", "ann") == 5
+                ip = ("login", "ann|10.0.0.2"), ("login_account", "ann")
+                before = len(opened)
+                assert await throttle.hit_then_backoff(state, *ip) == 1
+                assert len(opened) == before + 1
+                window = throttle._key("w", "login", "ann|10.0.0.2")
+                assert (await real_peek(window, clock.now())).count == 1  # counted all the same
+        finally:
+            store.transaction, store.hit, store.peek = real_transaction, real_hit, real_peek

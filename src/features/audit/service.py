@@ -19,7 +19,7 @@ from litestar.events import listener
 from sqlalchemy.exc import IntegrityError
 
 from features.audit.models import AuditEvent
-from features.audit.repository import AuditRepository
+from features.audit.repository import AuditRepository, seen_origin
 from shared import clock
 from shared.database import Database
 from shared.events import SECURITY_EVENT, SecurityEvent
@@ -130,15 +130,15 @@ async def is_new_device(
     Compares with the last 200 ``authn_login_success`` events (their ``browser``/``os``
     details and IP column).
     """
-    async with db.reader() as session:
-        seen = await AuditRepository(session).seen_origin(
-            user_id,
-            200,
-            LOGIN_EVENTS,
-            ip_address=ip_address,
-            browser=device.browser,
-            os=device.os,
-        )
+    seen = await seen_origin(
+        db.single_read_engine,
+        user_id,
+        200,
+        LOGIN_EVENTS,
+        ip_address=ip_address,
+        browser=device.browser,
+        os=device.os,
+    )
     return not seen
 
 

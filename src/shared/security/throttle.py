@@ -16,8 +16,10 @@ API for handlers (all take the app's ``state``; times are whole seconds)::
     retry = await throttle.backoff_acquire(state, "login_account", key)  # before the work
     streak = await throttle.backoff_fail(state, "login_account", key)    # after a failure
     await throttle.backoff_reset(state, "login_account", key)            # after a success
+    retry = await throttle.hit_then_backoff(state, ("login", key), ("login_account", email))
 
-``hit``/``check``/``backoff_acquire`` return ``None`` when the attempt may proceed, otherwise
+``hit_then_backoff`` is ``hit`` and then ``backoff_acquire`` in one store transaction (what a
+sign-in attempt counts). ``hit``/``check``/``backoff_acquire``/``hit_then_backoff`` return ``None`` when the attempt may proceed, otherwise
 the number of seconds to wait (≥ 1, for a ``Retry-After`` header).
 
 Count *before* the expensive work (the Argon2 verify, the code check), never after it: ``hit``
@@ -35,14 +37,18 @@ Counters live in the database (``throttle_counters``, one conditional UPSERT per
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Column, Integer, String, Table, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import clock
 from shared.database import Database, ISOTimestamp, metadata
@@ -106,6 +112,12 @@ class ThrottleStore(Protocol):
         """Forget every one of ``keys`` (in one operation)."""
         ...
 
+    def transaction(self) -> AbstractAsyncContextManager[ThrottleStore]:
+        """A store whose operations inside the ``async with`` block make one transaction: all
+        of them count, or none (the database store: one write transaction instead of one per
+        operation). The Redis store yields itself; each of its operations stays atomic."""
+        ...
+
 
 def _counter_statements(insert: Any) -> dict[str, Any]:
     """The store's statements, built once per store with bind parameters (``k``, ``keys``,
@@ -136,36 +148,70 @@ def _counter_statements(insert: Any) -> dict[str, Any]:
     }
 
 
+class _CounterRows:
+    """The counter operations on one open connection (inside its caller's transaction)."""
+
+    def __init__(self, conn: AsyncConnection, sql: dict[str, Any]) -> None:
+        self.conn = conn
+        self.sql = sql
+
+    async def hit(self, key: str, window: int, now: datetime) -> Bucket:
+        fresh = now + timedelta(seconds=window)
+        result = await self.conn.execute(self.sql["hit"], {"k": key, "fresh": fresh, "now": now})
+        row = result.one()
+        return Bucket(int(row.count), row.expires_at)
+
+    async def peek(self, key: str, now: datetime) -> Bucket | None:
+        row = (await self.conn.execute(self.sql["peek"], {"k": key})).first()
+        if row is None or row.expires_at <= now:
+            return None
+        return Bucket(int(row.count), row.expires_at)
+
+    async def put(self, key: str, count: int, expires_at: datetime) -> None:
+        await self.conn.execute(self.sql["put"], {"k": key, "count": count, "fresh": expires_at})
+
+    async def clear(self, *keys: str) -> None:
+        await self.conn.execute(self.sql["clear"], {"keys": list(keys)})
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_CounterRows]:
+        yield self  # already inside one
+
+
 class DatabaseThrottleStore:
-    """Counters in the ``throttle_counters`` table (shared by every process on the database)."""
+    """Counters in the ``throttle_counters`` table (shared by every process on the database).
+
+    Each operation is its own transaction; :meth:`transaction` groups several in one.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.sql = _counter_statements(sqlite.insert if db.is_sqlite else postgresql.insert)
 
     async def hit(self, key: str, window: int, now: datetime) -> Bucket:
-        fresh = now + timedelta(seconds=window)
-        async with self.db.write_engine.begin() as conn:
-            row = (
-                await conn.execute(self.sql["hit"], {"k": key, "fresh": fresh, "now": now})
-            ).one()
-        return Bucket(int(row.count), row.expires_at)
+        async with self.transaction() as rows:
+            return await rows.hit(key, window, now)
 
     async def peek(self, key: str, now: datetime) -> Bucket | None:
         async with self.db.single_read_engine.connect() as conn:  # one SELECT
-            row = (await conn.execute(self.sql["peek"], {"k": key})).first()
+            bucket = await _CounterRows(conn, self.sql).peek(key, now)
             await conn.rollback()
-        if row is None or row.expires_at <= now:
-            return None
-        return Bucket(int(row.count), row.expires_at)
+        return bucket
 
     async def put(self, key: str, count: int, expires_at: datetime) -> None:
-        async with self.db.write_engine.begin() as conn:
-            await conn.execute(self.sql["put"], {"k": key, "count": count, "fresh": expires_at})
+        async with self.transaction() as rows:
+            await rows.put(key, count, expires_at)
 
     async def clear(self, *keys: str) -> None:
+        async with self.transaction() as rows:
+            await rows.clear(*keys)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_CounterRows]:
+        """One write transaction (``BEGIN IMMEDIATE`` on SQLite), committed when the block
+        ends and rolled back if it raises."""
         async with self.db.write_engine.begin() as conn:
-            await conn.execute(self.sql["clear"], {"keys": list(keys)})
+            yield _CounterRows(conn, self.sql)
 
     async def prune(self, now: datetime) -> int:
         """Delete expired counters; returns how many."""
@@ -216,6 +262,10 @@ class RedisThrottleStore:
     async def close(self) -> None:
         """Close the connection pool."""
         await self.redis.aclose()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[RedisThrottleStore]:
+        yield self  # every operation is one MULTI/EXEC already
 
 
 async def prune(state: Any) -> int:
@@ -272,9 +322,12 @@ async def hit(
     ``Retry-After``). Call it before the expensive work, so concurrent attempts cannot all
     slip through; a refused attempt is counted too (the window does not move).
     """
-    budget = _budget(name, limit, window)
+    return await _hit(store_for(state), name, key, _budget(name, limit, window))
+
+
+async def _hit(store: ThrottleStore, name: str, key: str, budget: Budget) -> int | None:
     now = clock.now()
-    bucket = await store_for(state).hit(_key("w", name, key), budget.window, now)
+    bucket = await store.hit(_key("w", name, key), budget.window, now)
     return None if bucket.count <= budget.limit else _wait(bucket.expires_at, now)
 
 
@@ -311,7 +364,10 @@ async def backoff_acquire(state: Any, name: str, key: str) -> int | None:
     never slower). Call :func:`backoff_fail` after a failure, :func:`backoff_reset` after a
     success.
     """
-    store = store_for(state)
+    return await _backoff_acquire(store_for(state), name, key)
+
+
+async def _backoff_acquire(store: ThrottleStore, name: str, key: str) -> int | None:
     now = clock.now()
     lock = await store.peek(_key("l", name, key), now)
     if lock is not None:
@@ -322,6 +378,25 @@ async def backoff_acquire(state: Any, name: str, key: str) -> int | None:
         return None
     slot = await store.hit(_key("l", name, key), delay, now)
     return None if slot.count == 1 else _wait(slot.expires_at, now)
+
+
+async def hit_then_backoff(
+    state: Any, budget: tuple[str, str], backoff: tuple[str, str]
+) -> int | None:
+    """:func:`hit` of ``budget`` (a ``(name, key)`` pair) and, when that lets the attempt
+    through, :func:`backoff_acquire` of ``backoff``: how a sign-in or two-factor attempt is
+    counted (S9, S29), in one store transaction.
+
+    Returns ``None`` (go ahead) or the seconds to wait. On the database store this is one
+    write transaction of up to four statements instead of two write transactions and a read:
+    the cost of every sign-in, which all workers make in turn.
+    """
+    name, key = budget
+    async with store_for(state).transaction() as store:
+        retry = await _hit(store, name, key, _budget(name, None, None))
+        if retry is None:
+            retry = await _backoff_acquire(store, *backoff)
+    return retry
 
 
 async def backoff_fail(state: Any, name: str, key: str) -> int:

@@ -14,7 +14,7 @@ import pytest
 from litestar import get
 
 from features.audit.models import AuditEvent
-from features.audit.repository import AuditRepository
+from features.audit.repository import seen_origin
 from shared import clock
 from shared.clock import FrozenClock, use_clock
 from shared.config import ROOT_DIR
@@ -421,10 +421,15 @@ async def test_a_device_counts_as_seen_only_with_the_same_ip_browser_and_os_amon
         session.add(sign_in(0, None, "Chrome 120", "Android"))  # no IP known
 
     async def seen(ip: str | None, browser: str, os_name: str) -> bool:
-        async with app.state.db.reader() as session:
-            return await AuditRepository(session).seen_origin(
-                user_id, 200, ["authn_login_success"], ip_address=ip, browser=browser, os=os_name
-            )
+        return await seen_origin(
+            app.state.db.single_read_engine,
+            user_id,
+            200,
+            ["authn_login_success"],
+            ip_address=ip,
+            browser=browser,
+            os=os_name,
+        )
 
     assert await seen("203.0.113.5", "Firefox 121", "Linux") is True
     assert await seen("203.0.113.6", "Firefox 121", "Linux") is False  # another IP

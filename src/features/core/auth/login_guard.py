@@ -77,9 +77,9 @@ async def refuse_if_throttled(request: Request, state: State, email: str) -> Non
     emitting ``authn_login_lock`` about the account (when the email belongs to one, so it shows
     on that user's activity page; the actor stays anonymous).
     """
-    retry = await throttle.hit(state, "login", login_key(request, email))
-    if retry is None:
-        retry = await throttle.backoff_acquire(state, "login_account", normalise_email(email))
+    retry = await throttle.hit_then_backoff(
+        state, ("login", login_key(request, email)), ("login_account", normalise_email(email))
+    )
     if retry is not None:
         _refuse(request, retry, await _account_id(state, email), "login")
 
@@ -180,9 +180,7 @@ async def refuse_challenge_if_throttled(request: Request, state: State, user_id:
     no new count. Raises 429 with ``Retry-After`` (emitting ``authn_login_lock``) when used up.
     """
     key = str(user_id)
-    retry = await throttle.hit(state, "two_factor", key)
-    if retry is None:
-        retry = await throttle.backoff_acquire(state, "two_factor_account", key)
+    retry = await throttle.hit_then_backoff(state, ("two_factor", key), ("two_factor_account", key))
     if retry is not None:
         _refuse(request, retry, user_id, "two_factor", CHALLENGE_THROTTLED)
 
