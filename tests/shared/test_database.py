@@ -14,11 +14,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from features.tasks.models import Task, TaskStatus
 from features.tasks.repository import TaskRepository
 from features.users.models import User
 from shared.database import Database, escape_like, new_id
+from shared.database import engine as engine_module
 from shared.database.dependencies import request_reader
 from shared.database.engine import SQLITE_CACHE_KIB, SQLITE_POOL_SIZE, SQLITE_WRITE_POOL_SIZE
 from shared.database.sqlite_driver import (
@@ -387,6 +390,47 @@ async def test_postgresql_uses_native_uuid_and_timestamptz(client, app, settings
             ).all()
         )
     assert types == {"id": "uuid", "user_id": "uuid", "created_at": "timestamp with time zone"}
+
+
+async def test_postgresql_pings_a_pooled_connection_only_after_it_sat_idle(settings, monkeypatch):
+    # A busy connection is handed out as it is; one idle past the threshold is pinged, and a
+    # dead one (its server process ended, as by a restart) is replaced before any query.
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL connection pool")
+    monkeypatch.setattr(engine_module, "POSTGRES_PING_AFTER_IDLE", 0.3)
+    engine = engine_module.build_engine(settings.database_url)
+    dialect = engine.sync_engine.dialect
+    pings: list[object] = []
+    real_ping = dialect.do_ping
+
+    def counting_ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return bool(real_ping(dbapi_connection))
+
+    monkeypatch.setattr(dialect, "do_ping", counting_ping)
+    backend_pid = text("SELECT pg_backend_pid()")
+    try:
+        async with engine.connect() as conn:
+            first = await conn.scalar(backend_pid)
+        for _ in range(3):  # checked in moments ago: no ping
+            async with engine.connect() as conn:
+                assert await conn.scalar(backend_pid) == first
+        assert pings == []
+        await asyncio.sleep(0.4)
+        async with engine.connect() as conn:  # idle: pinged, alive, kept
+            assert await conn.scalar(backend_pid) == first
+        assert len(pings) == 1
+        killer = create_async_engine(settings.database_url, poolclass=NullPool)
+        async with killer.connect() as conn:  # from outside the pool, as a restart would
+            assert await conn.scalar(text(f"SELECT pg_terminate_backend({first})")) is True
+        await killer.dispose()
+        await asyncio.sleep(0.4)
+        async with engine.connect() as conn:
+            replacement = await conn.scalar(backend_pid)
+        assert replacement != first
+        assert len(pings) == 2  # the dead connection failed its ping; the new one had none
+    finally:
+        await engine.dispose()
 
 
 async def test_timestamps_round_trip_as_aware_utc(client, app):

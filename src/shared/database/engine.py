@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -57,6 +59,14 @@ SQLITE_PRAGMAS = (
     f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}",  # negative: KiB, not pages
 )
 BEGIN_MODE = "slicestar_begin"  # execution option: "immediate" (writes), "none" (one read)
+# PostgreSQL: a pooled connection idle for longer than this is pinged before it is handed out.
+# SQLAlchemy's pool_pre_ping pings on every checkout, and asyncpg's ping is three round trips
+# (BEGIN, an empty query, ROLLBACK): on a sign-in that checks connections out six times that
+# was more work than the sign-in's own statements. A connection used moments ago answered
+# moments ago; one that sat idle (a server restart, a firewall dropping quiet connections) is
+# checked as before, and one that breaks while busy is caught like any lost connection: its
+# error invalidates the pool, so the next checkouts connect afresh.
+POSTGRES_PING_AFTER_IDLE = 10.0  # seconds
 
 
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -154,14 +164,45 @@ def build_engine(
         event.listen(engine.sync_engine, "begin", _on_begin)
         event.listen(engine.sync_engine, "handle_error", _on_error)
         return engine
-    return create_async_engine(
-        url,
-        poolclass=FairAsyncQueuePool,
-        pool_size=10,
-        max_overflow=10,
-        pool_pre_ping=True,
-        **kwargs,
+    engine = create_async_engine(
+        url, poolclass=FairAsyncQueuePool, pool_size=10, max_overflow=10, **kwargs
     )
+    ping_after_idle(engine, POSTGRES_PING_AFTER_IDLE)
+    return engine
+
+
+def ping_after_idle(engine: AsyncEngine, seconds: float) -> None:
+    """Ping a pooled connection of ``engine`` at checkout when it was last checked in more than
+    ``seconds`` ago (monotonic clock); a fresh connection is not pinged.
+
+    A connection that does not answer is dropped, with every other connection pooled before
+    it (a server restart leaves them all dead), and the checkout goes on with a new one: the
+    pool's protocol for a ``checkout`` listener that raises ``InvalidatePoolError``, a
+    ``DisconnectionError`` (SQLAlchemy docs, "Dealing with Disconnects": custom pessimistic
+    ping). The pool clears a connection's ``info`` when it reconnects, so a new connection
+    carries no stamp and is not pinged.
+    """
+    dialect = engine.sync_engine.dialect
+
+    def stamp_checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since <= seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # any failure: this connection is not to be trusted
+            raise InvalidatePoolError(
+                f"pooled connection idle for {seconds:g} s+ failed a ping"
+            ) from exc
+
+    event.listen(engine.sync_engine, "checkin", stamp_checkin)
+    event.listen(engine.sync_engine, "checkout", ping_if_idle)
+
+
+_IDLE_SINCE = "slicestar_idle_since"
 
 
 class Database:
