@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, text
@@ -431,6 +432,30 @@ async def test_postgresql_pings_a_pooled_connection_only_after_it_sat_idle(setti
         assert len(pings) == 2  # the dead connection failed its ping; the new one had none
     finally:
         await engine.dispose()
+
+
+async def test_postgresql_a_single_read_is_its_own_transaction_and_others_begin(settings):
+    # single_read_engine sends no BEGIN (the SELECT starts and ends its transaction: one round
+    # trip); the reader and writer engines still run the statement inside a BEGIN.
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL transactions")
+    db = Database(settings.database_url)
+
+    async def open_transaction_after_a_select(conn: Any) -> bool:
+        await conn.execute(text("SELECT 1"))
+        raw = await conn.get_raw_connection()
+        return bool(raw.driver_connection.is_in_transaction())  # the server's own status
+
+    try:
+        for _ in range(2):  # a fresh connection, then the same one again from the pool
+            async with db.single_read_engine.connect() as conn:
+                assert await open_transaction_after_a_select(conn) is False
+        async with db.engine.connect() as conn:
+            assert await open_transaction_after_a_select(conn) is True
+        async with db.write_engine.connect() as conn:
+            assert await open_transaction_after_a_select(conn) is True
+    finally:
+        await db.dispose()
 
 
 async def test_timestamps_round_trip_as_aware_utc(client, app):

@@ -284,7 +284,7 @@ async def resolve(
     """
     if not token or len(token) > 128:
         return None
-    row = await repository.lookup(db.single_read_engine, token_hash(token))  # no BEGIN on SQLite
+    row = await repository.lookup(db.single_read_engine, token_hash(token))  # no BEGIN
     if row is None:
         return None
     now = clock.now()

@@ -212,9 +212,11 @@ class Database:
     (``SQLITE_WRITE_POOL_SIZE`` connections, sharing the driver and so the write gate), on
     PostgreSQL it is ``engine`` with the same pool. ``engines`` lists each distinct engine once.
     ``single_read_engine`` is for a connection that runs exactly one SELECT (the session
-    lookup on every request): on SQLite it sends no ``BEGIN``, the statement being its own
-    transaction, which saves three driver round trips. On PostgreSQL every engine behaves the
-    same (READ COMMITTED transactions).
+    lookup on every request): the statement is its own transaction. On SQLite it sends no
+    ``BEGIN``, which saves three driver round trips; on PostgreSQL its connections are in
+    ``AUTOCOMMIT`` while checked out, which saves the ``BEGIN`` and ``ROLLBACK`` round trips (a
+    lone SELECT sees one snapshot either way). Every other engine runs READ COMMITTED
+    transactions on PostgreSQL.
     """
 
     def __init__(self, url: str, *, max_size_mb: int = 0) -> None:
@@ -232,7 +234,11 @@ class Database:
             )
         self.engines: tuple[AsyncEngine, ...] = tuple(dict.fromkeys((self.engine, writes)))
         self.write_engine = writes.execution_options(**{BEGIN_MODE: "immediate"})
-        self.single_read_engine = self.engine.execution_options(**{BEGIN_MODE: "none"})
+        self.single_read_engine = (
+            self.engine.execution_options(**{BEGIN_MODE: "none"})
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self.writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
 
