@@ -19,8 +19,9 @@ API for handlers (all take the app's ``state``; times are whole seconds)::
     retry = await throttle.hit_then_backoff(state, ("login", key), ("login_account", email))
 
 ``hit_then_backoff`` is ``hit`` and then ``backoff_acquire`` in one store transaction (what a
-sign-in attempt counts). ``hit``/``check``/``backoff_acquire``/``hit_then_backoff`` return ``None`` when the attempt may proceed, otherwise
-the number of seconds to wait (≥ 1, for a ``Retry-After`` header).
+sign-in attempt counts). ``hit``/``check``/``backoff_acquire``/``hit_then_backoff`` return
+``None`` when the attempt may proceed, otherwise the number of seconds to wait (≥ 1, for a
+``Retry-After`` header).
 
 Count *before* the expensive work (the Argon2 verify, the code check), never after it: ``hit``
 and ``backoff_acquire`` are single atomic operations on the store, so of any number of
