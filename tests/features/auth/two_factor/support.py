@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
@@ -36,6 +37,18 @@ def code_now(secret: str, offset: int = 0) -> str:
     return totp_at_step(secret, time_step(clock.now()) + offset)
 
 
+async def away_from_step_end(margin_seconds: float = 5.0) -> None:
+    """On the real clock, wait for the next time step when fewer than ``margin_seconds`` of the
+    current one remain, so a code computed now is still the same step when a server (perhaps
+    another process, behind a page load) checks it. A frozen app clock needs no wait."""
+    now = clock.now()
+    if abs((now - datetime.now(UTC)).total_seconds()) > 1:  # a FrozenClock far from real time
+        return
+    left = (time_step(now) + 1) * STEP_SECONDS - now.timestamp()
+    if left < margin_seconds:
+        await asyncio.sleep(left + 0.05)
+
+
 async def confirm_password(client: AsyncClient, password: str = DEFAULT_PASSWORD) -> None:
     response = await post_form(
         client, "/confirm-password", {"password": password, "next": "/settings/security"}
@@ -68,6 +81,7 @@ async def enable_two_factor(client: AsyncClient) -> tuple[str, list[str]]:
     free for the test's first sign-in.
     """
     secret = await start_setup(client)
+    await away_from_step_end()
     response = await security_post(
         client, "/settings/security/two-factor/confirm", {"code": code_now(secret, -1)}
     )
