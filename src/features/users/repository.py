@@ -8,9 +8,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from features.users.models import Role, User
 from shared.database import Page, Repository, escape_like
+
+
+async def user_by_email(engine: AsyncEngine, email: str) -> User | None:
+    """The user whose stored (normalised) email equals ``email``, or ``None``, detached.
+
+    One SELECT on its own connection of ``engine`` (pass ``Database.single_read_engine``: no
+    transaction around it, and on SQLite no write lock, as the request's writer session would
+    take), for a read that the rest of a request does not need to share a transaction with:
+    the sign-in look-up before Argon2 runs. The returned object belongs to no session; write
+    through :meth:`UserRepository.stamp_sign_in`, not by changing its attributes.
+    """
+    async with AsyncSession(engine) as session:
+        return await session.scalar(select(User).where(User.email == email))
 
 
 class UserRepository(Repository[User]):
@@ -21,6 +35,32 @@ class UserRepository(Repository[User]):
     async def by_email(self, email: str) -> User | None:
         """Return the user whose stored (normalised) email equals ``email``, or ``None``."""
         return await self.session.scalar(select(User).where(User.email == email))
+
+    async def stamp_sign_in(
+        self,
+        user_id: uuid.UUID,
+        *,
+        checked_hash: str,
+        when: datetime,
+        new_hash: str | None = None,
+    ) -> bool:
+        """``UPDATE users SET last_login_at = when [, password_hash = new_hash]`` for
+        ``user_id``, only while its password hash is still ``checked_hash`` and it is not
+        disabled; True when the row was changed (one statement, no ORM state involved)."""
+        values: dict[str, Any] = {"last_login_at": when, "updated_at": when}
+        if new_hash is not None:
+            values["password_hash"] = new_hash
+        result = await self.session.execute(
+            update(User)
+            .where(
+                User.id == user_id,
+                User.password_hash == checked_hash,
+                User.disabled_at.is_(None),
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
 
     async def email_taken(self, email: str) -> bool:
         """True when a user already has the normalised ``email``."""

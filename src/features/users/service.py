@@ -10,10 +10,17 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from features.users.models import Role, User
-from features.users.repository import SORTS, UserAdminQueries, UserFilter, UserRepository, UserStats
+from features.users.repository import (
+    SORTS,
+    UserAdminQueries,
+    UserFilter,
+    UserRepository,
+    UserStats,
+    user_by_email,
+)
 from shared import clock
 from shared.database import Page
 from shared.mail import unsafe_in_header
@@ -29,6 +36,7 @@ __all__ = [
     "UserService",
     "UserStats",
     "email_error",
+    "find_by_email",
     "name_error",
     "normalise_email",
 ]
@@ -119,6 +127,13 @@ def name_error(raw: str) -> str | None:
     return None
 
 
+async def find_by_email(engine: AsyncEngine, email: str) -> User | None:
+    """The user with the (raw, normalised here) ``email``, or ``None``: one SELECT outside any
+    transaction (pass ``Database.single_read_engine``); the user is detached (see
+    :func:`features.users.repository.user_by_email`)."""
+    return await user_by_email(engine, normalise_email(email))
+
+
 class UserService:
     """Rules about user accounts. Takes the request's session; commits nothing itself."""
 
@@ -147,6 +162,20 @@ class UserService:
             )
         except IntegrityError as exc:  # a concurrent registration won the unique index
             raise EmailTaken(email) from exc
+
+    async def stamp_sign_in(
+        self, user: User, *, checked_hash: str, when: datetime, new_hash: str | None = None
+    ) -> bool:
+        """Record a sign-in of ``user`` at ``when`` (``users.last_login_at``), replacing the
+        password hash by ``new_hash`` when given (a re-hash with current parameters, S2).
+
+        Nothing is written, and False returned, when since the password was checked against
+        ``checked_hash`` the account got another password or was disabled: a sign-in racing a
+        password reset or a disabling must not outlive it (S18, S19). Not committed.
+        """
+        return await self.users.stamp_sign_in(
+            user.id, checked_hash=checked_hash, when=when, new_hash=new_hash
+        )
 
     async def set_password_hash(self, user: User, password_hash: str) -> None:
         """Replace ``user``'s password hash (flushed, not committed)."""

@@ -80,7 +80,7 @@ async def test_s18_a_password_change_discards_pending_email_change_and_reset_lin
         auth = AuthService(session, app.state.settings, app.state.passwords)
         assert await auth.request_password_reset("ann@example.com") is not None
         form = LoginForm(email="ann@example.com", password=DEFAULT_PASSWORD, remember=False)
-        signed_in = await auth.login(form, CLIENT)
+        signed_in = await auth.login(form, CLIENT, reads=app.state.db.single_read_engine)
     assert signed_in is not None
     _user, info = await resolve(app.state.db, app.state.settings, signed_in.token)
     async with app.state.db.writer() as session:

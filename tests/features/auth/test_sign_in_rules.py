@@ -1,5 +1,6 @@
 """Sign-in rules below the pages: where Argon2 runs (S1), the cookie over https (S13), the one
-entry every sign-in path goes through (S32)."""
+entry every sign-in path goes through (S32), a sign-in racing a reset or a disabling (S18,
+S19)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import update
+import pytest
+from sqlalchemy import func, select, update
 
 from app import create_app
-from features.core.auth.service import AuthService, ClientInfo
+from features.core.auth.service import LOGIN_FAILED, AuthService, ClientInfo
+from features.sessions.models import BrowserSession
 from features.sessions.service import PendingLogin, SessionInfo, resolve
 from features.users.models import User
 from features.users.service import UserService
@@ -139,3 +142,41 @@ async def test_s32_start_session_gives_a_two_factor_user_only_a_pending_login(ap
         assert page.status_code == 303 and page.headers["location"].startswith("/login")
         clock.advance(minutes=5, milliseconds=1)
         assert await resolve(db, settings, pending.token) is None
+
+
+@pytest.mark.parametrize("change", ["password_reset", "disabled"])
+async def test_s18_s19_a_reset_or_disabling_while_argon2_runs_beats_the_sign_in(
+    app, client, change
+):
+    """The password is checked outside any transaction; the sign-in's write then finds the
+    account changed and writes nothing (no session, no ``last_login_at``, no re-hash)."""
+    db, passwords = app.state.db, app.state.passwords
+    ann = await create_account(db, "ann@example.com")
+    check = passwords.verify
+
+    async def verify_then_change(password_hash: str | None, password: str) -> bool:
+        right = await check(password_hash, password)
+        if change == "password_reset":
+            values = {"password_hash": await passwords.hash("a new and long passphrase")}
+        else:
+            values = {"disabled_at": now()}
+        async with db.write() as session:
+            await session.execute(update(User).where(User.id == ann).values(**values))
+        return right
+
+    passwords.verify = verify_then_change  # type: ignore[method-assign]
+    try:
+        response = await login(client, "ann@example.com")
+    finally:
+        del passwords.verify
+    assert response.status_code == 422
+    assert LOGIN_FAILED in response.text
+    async with db.reader() as session:
+        user = await session.get(User, ann)
+        sessions = await session.scalar(
+            select(func.count()).select_from(BrowserSession).where(BrowserSession.user_id == ann)
+        )
+    assert user is not None and user.last_login_at is None and sessions == 0
+    if change == "password_reset":  # the reset's hash stands, not a re-hash of the old password
+        response = await login(client, "ann@example.com", "a new and long passphrase")
+        assert response.status_code == 303

@@ -84,7 +84,11 @@ class AuthController(Controller):
         if form:
             await login_guard.refuse_if_throttled(request, state, form.email)
         service = _service(db_session, state)
-        signed_in = await service.login(form, _client(request)) if form else None
+        signed_in = (
+            await service.login(form, _client(request), reads=state.db.single_read_engine)
+            if form
+            else None
+        )
         if form and signed_in is None:
             await login_guard.after_login_failure(
                 request, state, form.email, service.attempted_user_id

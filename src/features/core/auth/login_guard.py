@@ -28,7 +28,7 @@ from litestar.exceptions import TooManyRequestsException
 
 from features.audit.service import is_new_device
 from features.sessions.service import maybe_prune_expired
-from features.users.service import UserService, normalise_email
+from features.users.service import find_by_email, normalise_email
 from shared.events import emit_security_event
 from shared.security import throttle
 from shared.web.client import client_ip, describe_device, user_agent
@@ -64,8 +64,7 @@ def _refuse(
 
 async def _account_id(state: State, email: str) -> uuid.UUID | None:
     """The id of the account ``email`` names, or ``None`` (one read, only on a refusal)."""
-    async with state.db.reader() as session:
-        user = await UserService(session).by_email(email)
+    user = await find_by_email(state.db.single_read_engine, email)
     return user.id if user is not None else None
 
 

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from features.core.auth import mails
 from features.core.auth.models import TokenKind
@@ -20,7 +20,7 @@ from features.core.auth.tokens import EmailTokens, TokenRefused
 from features.sessions.models import BrowserSession
 from features.sessions.service import SessionInfo, SessionService
 from features.users.models import User
-from features.users.service import EmailTaken, UserNotFound, UserService
+from features.users.service import EmailTaken, UserNotFound, UserService, find_by_email
 from shared import clock
 from shared.config import Settings
 from shared.mail import Mailer
@@ -232,7 +232,9 @@ class AuthService:
         await self.session.commit()
         return user, token
 
-    async def login(self, form: LoginForm, client: ClientInfo) -> SignedIn | None:
+    async def login(
+        self, form: LoginForm, client: ClientInfo, *, reads: AsyncEngine
+    ) -> SignedIn | None:
         """Check the credentials; on success start a new session (S11) and return it.
 
         Returns ``None`` for an unknown email, a wrong password or a disabled account alike
@@ -241,18 +243,30 @@ class AuthService:
         A success stamps ``users.last_login_at``. For a user with two-factor authentication on,
         the new session is only a pending login that opens nothing but the challenge for
         5 minutes (S12); the re-hash still happens here, first.
+
+        The account is looked up through ``reads`` (pass ``Database.single_read_engine``): one
+        SELECT outside any transaction, so no lock is held while Argon2 runs. The one write
+        transaction (sign-in stamp and new session) then checks that the password hash is still
+        the one verified and the account still enabled; when a password reset or a disabling
+        came in between, nothing is written and the answer is ``None``, as for a wrong password
+        (S18, S19).
         """
-        user = await self.users.by_email(form.email)
+        user = await find_by_email(reads, form.email)
         self.attempted_user_id = user.id if user else None
-        await self.session.commit()  # end the read: no lock is held while Argon2 runs
         if not await self.passwords.verify(user.password_hash if user else None, form.password):
             return None
         assert user is not None and user.password_hash is not None
         if user.disabled_at is not None:  # same answer as a wrong password (S5, S19)
             return None
-        user.last_login_at = clock.now()
+        new_hash = None
         if self.passwords.needs_rehash(user.password_hash):
-            await self.users.set_password_hash(user, await self.passwords.hash(form.password))
+            new_hash = await self.passwords.hash(form.password)
+        stamped = await self.users.stamp_sign_in(
+            user, checked_hash=user.password_hash, when=clock.now(), new_hash=new_hash
+        )
+        if not stamped:
+            await self.session.rollback()
+            return None
         return await self.start_session(user, remember=form.remember, client=client)
 
     async def start_session(self, user: User, *, remember: bool, client: ClientInfo) -> SignedIn:
