@@ -117,7 +117,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.db = Database(settings.database_url, max_size_mb=settings.database_max_size_mb)
+        app.state.db = Database(
+            settings.database_url,
+            max_size_mb=settings.database_max_size_mb,
+            pool_size=settings.database_pool_size,
+        )
         serving = await hold_serving_lock(settings.database_url)  # see `litestar db restore`
         try:
             # Refuses to start without MAIL_URL in production (shared.mail.transport).

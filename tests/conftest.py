@@ -23,6 +23,7 @@ from litestar import Litestar
 
 from app import create_app
 from shared.config import ROOT_DIR, Settings
+from tests.pool_guard import PoolGuard
 from tests.support import pg_admin_execute, pg_url_with_database
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -43,6 +44,20 @@ def server_mail_outbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
         os.environ.pop("MAIL_OUTBOX_DIR", None)
     else:
         os.environ["MAIL_OUTBOX_DIR"] = previous
+
+
+@pytest.fixture(autouse=True)
+def no_task_holds_two_connections_of_one_pool() -> Iterator[None]:
+    """Fail a test in which any task took a second connection from a pool it already held
+    one of: under load that is a deadlock on the fixed pools (see :mod:`tests.pool_guard`)."""
+    guard = PoolGuard()
+    guard.install()
+    try:
+        yield
+    finally:
+        guard.remove()
+    if guard.violations:
+        pytest.fail("\n\n".join(guard.violations), pytrace=False)
 
 
 def migrate(url: str, *args: str) -> None:

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     backup_keep: int = 7
     backup_interval_minutes: int = 0  # 0: no schedule inside the app
     database_max_size_mb: int = 0  # SQLite only: PRAGMA max_page_count cap; 0: no cap
+    # PostgreSQL only: connections each worker process keeps (a fixed pool, no overflow).
+    database_pool_size: int = Field(default=10, ge=1)
     log_format: Literal["auto", "json", "text"] = "auto"  # auto: json in production
     log_level: str = "INFO"
 

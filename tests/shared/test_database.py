@@ -434,6 +434,40 @@ async def test_postgresql_pings_a_pooled_connection_only_after_it_sat_idle(setti
         await engine.dispose()
 
 
+async def test_postgresql_keeps_a_fixed_pool_and_opens_no_connection_under_load(
+    client, app, settings
+):
+    # More concurrent requests than connections: the extra ones wait their turn on the pool's
+    # connections instead of opening (and then closing) more, and the next burst finds the
+    # same server processes. The app sizes the pool from DATABASE_POOL_SIZE.
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL connection pool")
+    assert app.state.db.engine.pool.size() == settings.database_pool_size == 10
+    assert app.state.db.engine.pool._max_overflow == 0
+    db = Database(settings.database_url, pool_size=2)
+
+    async def busy_request() -> int:
+        async with db.engine.connect() as conn:
+            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+            await asyncio.sleep(0.02)  # hold it while the others ask
+            return int(pid)
+
+    try:
+        first = set(await asyncio.gather(*(busy_request() for _ in range(8))))
+        second = set(await asyncio.gather(*(busy_request() for _ in range(8))))
+        assert len(first) == 2 and second == first
+        assert (db.engine.pool.size(), db.engine.pool._max_overflow) == (2, 0)
+    finally:
+        await db.dispose()
+
+
+def test_the_postgresql_pool_size_must_be_at_least_one(settings):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="database_pool_size"):
+        type(settings)(**{**settings.model_dump(), "database_pool_size": 0})
+
+
 async def test_postgresql_a_single_read_is_its_own_transaction_and_others_begin(settings):
     # single_read_engine sends no BEGIN (the SELECT starts and ends its transaction: one round
     # trip); the reader and writer engines still run the statement inside a BEGIN.

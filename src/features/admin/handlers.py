@@ -93,7 +93,7 @@ class AdminController(Controller):
             "errors": errors or {},
             "is_self": detail.user.id == request.user.id,
             "audit_events": await audit_service.recent_for_user(
-                request.app.state.db, user_id, RECENT_EVENTS
+                service.session, user_id, RECENT_EVENTS
             ),
         }
         return page(request, "admin/user.html", context, status_code=status_code)

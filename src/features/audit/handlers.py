@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.response import Template
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.audit import service
 from shared.web.client import describe_device
@@ -54,9 +55,11 @@ class ActivityController(Controller):
     path = "/settings/activity"
 
     @get("/", name="audit.activity")
-    async def activity(self, request: Request, state: State) -> Template:
+    async def activity(
+        self, request: Request, db_session: NamedDependency[AsyncSession]
+    ) -> Template:
         """Time, event, IP and device of the newest events, newest first."""
-        events = await service.recent_for_user(state.db, request.user.id, ACTIVITY_LIMIT)
+        events = await service.recent_for_user(db_session, request.user.id, ACTIVITY_LIMIT)
         rows = [
             {
                 "event": e,

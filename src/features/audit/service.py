@@ -17,6 +17,7 @@ from typing import Any
 from litestar.datastructures import State
 from litestar.events import listener
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from features.audit.models import AuditEvent
 from features.audit.repository import AuditRepository, seen_origin
@@ -116,10 +117,15 @@ def _detached_row(event: SecurityEvent) -> AuditEvent:
     return row
 
 
-async def recent_for_user(db: Database, user_id: uuid.UUID, limit: int = 50) -> list[AuditEvent]:
-    """The newest ``limit`` (default 50) events about ``user_id``, newest first."""
-    async with db.reader() as session:
-        return await AuditRepository(session).recent_for_user(user_id, limit)
+async def recent_for_user(
+    session: AsyncSession, user_id: uuid.UUID, limit: int = 50
+) -> list[AuditEvent]:
+    """The newest ``limit`` (default 50) events about ``user_id``, newest first.
+
+    Reads through ``session``, the caller's (a request's own), so a page that already holds
+    a connection never waits for a second one from the same pool.
+    """
+    return await AuditRepository(session).recent_for_user(user_id, limit)
 
 
 async def is_new_device(

@@ -68,6 +68,16 @@ BEGIN_MODE = "slicestar_begin"  # execution option: "immediate" (writes), "none"
 # before, and one that breaks while busy is caught like any lost connection: its error
 # invalidates the pool, so the next checkouts connect afresh.
 POSTGRES_PING_AFTER_IDLE = 10.0  # seconds
+# PostgreSQL: connections per process, a fixed set (Settings.database_pool_size). With
+# SQLAlchemy's usual overflow (10 kept + 10 more under load), every connection beyond the ten
+# was closed when it came back while others were still busy, and a new one was opened for
+# the next burst: a new server process, asyncpg's set-up and a cold prepared-statement cache
+# each time. Measured (benchmark set-up B, c=64, 2 workers, 5 s runs, fresh seed each): 10 + 10
+# opened 359-491 connections per run of task creates and 121 per run of dashboards; a fixed
+# 10 opened none after the first run, and task create went 445-463 -> 867-871 req/s (p99
+# 291-316 -> 163-170 ms), the dashboard 634 -> 706 req/s. A fixed 20 was within noise of 10
+# (899-935 req/s, p99 176-258 ms) with twice the server processes.
+POSTGRES_POOL_SIZE = 10
 _IDLE_SINCE = "slicestar_idle_since"  # key in a pooled connection's info: last checkin time
 
 
@@ -140,25 +150,32 @@ def build_engine(
     url: str,
     *,
     max_size_mb: int = 0,
-    pool_size: int = SQLITE_POOL_SIZE,
+    pool_size: int | None = None,
     **kwargs: Any,
 ) -> AsyncEngine:
     """Create the async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
 
     Every pool serves waiting requests first in, first out
-    (:class:`shared.database.pool.FairAsyncQueuePool`). For SQLite the connection listeners
-    above are installed and the pool is a fixed ``pool_size`` connections (no overflow: a
-    request must never hold two at once, see
-    :func:`shared.database.dependencies.request_reader`); ``max_size_mb`` > 0 caps the
-    database file (SQLite only). Pass the ``module`` of another SQLite engine to share its
-    write gate. Call this inside the app's lifespan (after any fork), never at import
+    (:class:`shared.database.pool.FairAsyncQueuePool`) and is a fixed set of ``pool_size``
+    connections (default ``SQLITE_POOL_SIZE`` or ``POSTGRES_POOL_SIZE``), opened as needed
+    and then kept: no overflow, so none is closed and opened again under load, and a request
+    that finds them all busy waits its turn (``pool_timeout``, default 30 s, then
+    ``sqlalchemy.exc.TimeoutError``, which the app answers with 503). For SQLite the
+    connection listeners above are installed (a request must never hold two connections at
+    once, see :func:`shared.database.dependencies.request_reader`); ``max_size_mb`` > 0 caps
+    the database file (SQLite only). Pass the ``module`` of another SQLite engine to share
+    its write gate. Call this inside the app's lifespan (after any fork), never at import
     (SECURITY.md R5).
     """
     if url.startswith("sqlite"):
         # One thread hop per statement instead of four (shared.database.sqlite_driver).
         kwargs.setdefault("module", OneHopDBAPI())
         engine = create_async_engine(
-            url, poolclass=FairAsyncQueuePool, pool_size=pool_size, max_overflow=0, **kwargs
+            url,
+            poolclass=FairAsyncQueuePool,
+            pool_size=pool_size or SQLITE_POOL_SIZE,
+            max_overflow=0,
+            **kwargs,
         )
         event.listen(engine.sync_engine, "connect", _on_connect)
         if max_size_mb > 0:
@@ -167,7 +184,11 @@ def build_engine(
         event.listen(engine.sync_engine, "handle_error", _on_error)
         return engine
     engine = create_async_engine(
-        url, poolclass=FairAsyncQueuePool, pool_size=10, max_overflow=10, **kwargs
+        url,
+        poolclass=FairAsyncQueuePool,
+        pool_size=pool_size or POSTGRES_POOL_SIZE,
+        max_overflow=0,
+        **kwargs,
     )
     ping_after_idle(engine, POSTGRES_PING_AFTER_IDLE)
     return engine
@@ -215,13 +236,17 @@ class Database:
     ``BEGIN``, which saves three driver round trips; on PostgreSQL its connections are in
     ``AUTOCOMMIT`` while checked out, which saves the ``BEGIN`` and ``ROLLBACK`` round trips (a
     lone SELECT sees one snapshot either way). Every other engine runs READ COMMITTED
-    transactions on PostgreSQL.
+    transactions on PostgreSQL. ``pool_size`` is the PostgreSQL pool's fixed number of
+    connections per process (default ``POSTGRES_POOL_SIZE``); SQLite's pools are sized above
+    and ignore it.
     """
 
-    def __init__(self, url: str, *, max_size_mb: int = 0) -> None:
+    def __init__(self, url: str, *, max_size_mb: int = 0, pool_size: int | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.engine = build_engine(url, max_size_mb=max_size_mb)
+        self.engine = build_engine(
+            url, max_size_mb=max_size_mb, pool_size=None if self.is_sqlite else pool_size
+        )
         writes = self.engine
         if self.is_sqlite:
             writes = build_engine(
