@@ -468,9 +468,10 @@ def test_the_postgresql_pool_size_must_be_at_least_one(settings):
         type(settings)(**{**settings.model_dump(), "database_pool_size": 0})
 
 
-async def test_postgresql_a_single_read_is_its_own_transaction_and_others_begin(settings):
-    # single_read_engine sends no BEGIN (the SELECT starts and ends its transaction: one round
-    # trip); the reader and writer engines still run the statement inside a BEGIN.
+async def test_postgresql_reads_are_their_own_transactions_and_writes_begin(settings):
+    # single_read_engine and reader sessions send no BEGIN (each SELECT starts and ends its
+    # own transaction: one round trip); writer sessions and the engines themselves still run
+    # their statements inside a BEGIN.
     if settings.is_sqlite:
         pytest.skip("PostgreSQL transactions")
     db = Database(settings.database_url)
@@ -484,6 +485,11 @@ async def test_postgresql_a_single_read_is_its_own_transaction_and_others_begin(
         for _ in range(2):  # a fresh connection, then the same one again from the pool
             async with db.single_read_engine.connect() as conn:
                 assert await open_transaction_after_a_select(conn) is False
+        async with db.reader() as session:  # a page's reads: each SELECT on its own
+            assert await open_transaction_after_a_select(await session.connection()) is False
+            assert await open_transaction_after_a_select(await session.connection()) is False
+        async with db.writer() as session:
+            assert await open_transaction_after_a_select(await session.connection()) is True
         async with db.engine.connect() as conn:
             assert await open_transaction_after_a_select(conn) is True
         async with db.write_engine.connect() as conn:

@@ -235,8 +235,15 @@ class Database:
     lookup on every request): the statement is its own transaction. On SQLite it sends no
     ``BEGIN``, which saves three driver round trips; on PostgreSQL its connections are in
     ``AUTOCOMMIT`` while checked out, which saves the ``BEGIN`` and ``ROLLBACK`` round trips (a
-    lone SELECT sees one snapshot either way). Every other engine runs READ COMMITTED
-    transactions on PostgreSQL. ``pool_size`` is the PostgreSQL pool's fixed number of
+    lone SELECT sees one snapshot either way).
+
+    ``reader`` sessions read a consistent snapshot on SQLite (one deferred ``BEGIN`` for all
+    their SELECTs, so a page never mixes two commits). On PostgreSQL they run in
+    ``AUTOCOMMIT`` as well: at READ COMMITTED, PostgreSQL's default, every statement takes a
+    new snapshot even inside a transaction (PostgreSQL docs, "Transaction Isolation", Read
+    Committed), so wrapping a page's SELECTs in ``BEGIN`` … ``ROLLBACK`` bought nothing but
+    two round trips. Reader sessions never write; writes go through ``writer`` sessions,
+    which run READ COMMITTED transactions on PostgreSQL. ``pool_size`` is the PostgreSQL pool's fixed number of
     connections per process (default ``POSTGRES_POOL_SIZE``); SQLite's pools are sized above
     and ignore it.
     """
@@ -258,12 +265,14 @@ class Database:
             )
         self.engines: tuple[AsyncEngine, ...] = tuple(dict.fromkeys((self.engine, writes)))
         self.write_engine = writes.execution_options(**{BEGIN_MODE: "immediate"})
-        self.single_read_engine = (
-            self.engine.execution_options(**{BEGIN_MODE: "none"})
-            if self.is_sqlite
-            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
-        self.reader = async_sessionmaker(self.engine, expire_on_commit=False)
+        if self.is_sqlite:
+            reads = self.engine
+            self.single_read_engine = self.engine.execution_options(**{BEGIN_MODE: "none"})
+        else:
+            reads = self.single_read_engine = self.engine.execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
+        self.reader = async_sessionmaker(reads, expire_on_commit=False)
         self.writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
 
     @asynccontextmanager
