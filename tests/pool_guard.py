@@ -34,8 +34,11 @@ def _app_frames(limit: int = 6) -> str:
     while frame is not None and len(lines) < limit:
         name = frame.f_code.co_filename
         if "site-packages" not in name and ("/src/" in name or "/tests/" in name):
-            short = name.rsplit("/src/", 1)[-1] if "/src/" in name else name.rsplit("/", 2)[-2:]
-            where = short if isinstance(short, str) else "/".join(short)
+            where = (
+                name.rsplit("/src/", 1)[-1]
+                if "/src/" in name
+                else "tests/" + name.rsplit("/tests/", 1)[-1]
+            )
             lines.append(f"    {where}:{frame.f_lineno} in {frame.f_code.co_name}")
         frame = frame.f_back
     return "\n".join(lines) or "    (no frame of the app's or the tests' code)"
@@ -49,7 +52,7 @@ class PoolGuard:
     violations: list[str] = field(default_factory=list)
 
     def install(self) -> None:
-        """Listen to all pools (idempotent per guard)."""
+        """Start listening to every pool's checkouts and returns."""
         event.listen(Pool, "checkout", self._checkout)
         for name in ("checkin", "invalidate", "detach"):
             event.listen(Pool, name, self._released)
