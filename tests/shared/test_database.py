@@ -676,6 +676,27 @@ async def test_sqlite_a_streamed_query_runs_inside_its_transaction(client, app, 
     assert _gate(app)._owner is None
 
 
+async def test_repository_insert_stamps_one_instant_on_every_timestamp_of_a_row(client, app):
+    # The clock moves 1 ms each time it is read, as a busy machine's may between two columns.
+    from shared import clock
+
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    reads = iter(range(1000))
+
+    def ticking() -> datetime:
+        return start + timedelta(milliseconds=next(reads))
+
+    async with app.state.db.write() as session:
+        user = User(email="tick@example.com", name="Tick", password_hash="x")
+        session.add(user)
+        await session.flush()
+        with clock.use_clock(ticking):
+            first = await TaskRepository(session).insert(Task(user_id=user.id, title="one"))
+            second = await TaskRepository(session).insert(Task(user_id=user.id, title="two"))
+    assert first.created_at == first.updated_at
+    assert second.created_at == second.updated_at > first.created_at  # one read per row
+
+
 async def test_repository_insert_fills_python_defaults_and_writes_one_row(client, app):
 
     async with app.state.db.write() as session:

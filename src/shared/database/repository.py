@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from sqlalchemy import Insert, Select, func, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import clock
+
 ModelT = TypeVar("ModelT")
 T = TypeVar("T")
 
@@ -102,14 +104,25 @@ class Repository(Generic[ModelT]):
             await self.session.execute(_insert_into(self.model.__table__), rows)
 
     def _values(self, obj: ModelT) -> dict[str, Any]:
-        """``obj``'s column values by column key, Python-side defaults filled in on ``obj``."""
+        """``obj``'s column values by column key, Python-side defaults filled in on ``obj``.
+
+        Every column whose default is :func:`shared.clock.now` gets the same instant, read
+        once per row: a new row's ``updated_at`` equals its ``created_at`` even when the
+        clock ticks a millisecond between the two columns.
+        """
         values: dict[str, Any] = {}
+        moment = None
         for attribute in inspect(self.model).column_attrs:
             column = attribute.columns[0]
             value = getattr(obj, attribute.key)
             if value is None and column.default is not None:
                 default: Any = column.default
-                value = default.arg(None) if default.is_callable else default.arg
+                if not default.is_callable:
+                    value = default.arg
+                elif getattr(default.arg, "__wrapped__", None) is clock.now:
+                    moment = value = moment or clock.now()
+                else:
+                    value = default.arg(None)
                 setattr(obj, attribute.key, value)
             values[column.key] = value
         return values
