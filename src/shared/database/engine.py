@@ -243,9 +243,10 @@ class Database:
     new snapshot even inside a transaction (PostgreSQL docs, "Transaction Isolation", Read
     Committed), so wrapping a page's SELECTs in ``BEGIN`` … ``ROLLBACK`` bought nothing but
     two round trips. Reader sessions never write; writes go through ``writer`` sessions,
-    which run READ COMMITTED transactions on PostgreSQL. ``pool_size`` is the PostgreSQL pool's fixed number of
-    connections per process (default ``POSTGRES_POOL_SIZE``); SQLite's pools are sized above
-    and ignore it.
+    which run READ COMMITTED transactions on PostgreSQL.
+
+    ``pool_size`` is the PostgreSQL pool's fixed number of connections per process (default
+    ``POSTGRES_POOL_SIZE``); SQLite's pools are sized above and ignore it.
     """
 
     def __init__(self, url: str, *, max_size_mb: int = 0, pool_size: int | None = None) -> None:
