@@ -7,11 +7,13 @@ import contextlib
 import re
 import sqlite3
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
@@ -29,10 +31,12 @@ from shared.database.sqlite_driver import (
     WriteGate,
     WriterFileLock,
     _end_transaction,
+    _run,
+    _tracked,
     writer_lock_path,
 )
 from shared.database.types import format_timestamp, parse_timestamp
-from tests.support import DEFAULT_PASSWORD, csrf, post_form, verify_email
+from tests.support import DEFAULT_PASSWORD, csrf, post_form, register, verify_email
 
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -536,7 +540,7 @@ async def driver_calls(conn):
     real = raw._execute
 
     async def counting(fn, *args, **kwargs):
-        calls.append(fn)
+        calls.append(args[2] if fn is _tracked else fn)  # _tracked(owner, number, fn, ...)
         return await real(fn, *args, **kwargs)
 
     raw._execute = counting
@@ -549,9 +553,10 @@ async def driver_calls(conn):
 async def test_sqlite_statements_cost_one_driver_round_trip_each(client, app, settings):
     # shared.database.sqlite_driver: one call on aiosqlite's thread per statement, with the
     # driver's results (rows, rowcount, lastrowid, errors) as before.
+    # (A writer's connection: the reader pool's SELECTs make no round trip at all.)
     if not settings.is_sqlite:
         pytest.skip("the aiosqlite driver")
-    async with app.state.db.engine.connect() as conn, driver_calls(conn) as calls:
+    async with app.state.db.write_engine.connect() as conn, driver_calls(conn) as calls:
         try:
             await conn.exec_driver_sql("CREATE TEMP TABLE probe (n INTEGER PRIMARY KEY, t TEXT)")
             calls.clear()
@@ -578,7 +583,7 @@ async def test_sqlite_rollback_outside_a_transaction_costs_no_round_trip(client,
     async with app.state.db.single_read_engine.connect() as conn, driver_calls(conn) as calls:
         assert (await conn.exec_driver_sql("SELECT 7")).scalar() == 7
         await conn.rollback()
-        assert len(calls) == 1
+        assert calls == []  # the SELECT ran on the event loop's thread, the rollback nowhere
     async with app.state.db.engine.connect() as conn:  # inside BEGIN … a rollback still runs
         await conn.exec_driver_sql("CREATE TEMP TABLE probe2 (n INTEGER)")
         await conn.commit()
@@ -609,9 +614,9 @@ async def test_sqlite_a_read_transaction_ends_without_a_round_trip(client, app, 
             other.close()
         # Still the snapshot of BEGIN: the other connection's row is not there yet.
         assert (await conn.exec_driver_sql("SELECT count(*) FROM probe4")).scalar() == 1
-        assert raw.in_transaction and len(calls) == 2
+        assert raw.in_transaction and calls == []  # the reads ran on the event loop's thread
         await conn.rollback()
-        assert not raw.in_transaction and len(calls) == 2  # no call on aiosqlite's thread
+        assert not raw.in_transaction and calls == []  # no call on aiosqlite's thread
         assert (await conn.exec_driver_sql("SELECT count(*) FROM probe4")).scalar() == 2
         await conn.rollback()
         calls.clear()
@@ -644,9 +649,10 @@ async def test_sqlite_begin_travels_with_the_first_statement(client, app, settin
     async with db.engine.connect() as conn, driver_calls(conn) as calls:
         rows = (await conn.exec_driver_sql("SELECT n FROM probe3")).all()
         assert [tuple(r) for r in rows] == [(1,)]
-        assert len(calls) == 1  # BEGIN and the SELECT
+        assert calls == []  # BEGIN and the SELECT, both on the event loop's thread
+        assert (await conn.get_raw_connection()).driver_connection._connection.in_transaction
         await conn.rollback()
-        assert len(calls) == 1  # a read transaction ends without a round trip
+        assert calls == []  # a read transaction ends without a round trip
     # A write whose first statement fails keeps the gate (its transaction began) until the
     # rollback.
     async with db.write_engine.connect() as conn:
@@ -655,6 +661,97 @@ async def test_sqlite_begin_travels_with_the_first_statement(client, app, settin
         assert _gate(app)._owner is not None
         await conn.rollback()
     assert _gate(app)._owner is None
+
+
+async def _thread_of_select(conn) -> int:
+    """The thread that runs a SELECT on ``conn``: SQLite calls a Python function there."""
+    raw = (await conn.get_raw_connection()).driver_connection._connection
+    raw.create_function("thread_ident", 0, threading.get_ident)
+    return (await conn.exec_driver_sql("SELECT thread_ident()")).scalar()
+
+
+async def test_sqlite_reader_selects_run_on_the_event_loops_thread(client, app, settings):
+    # shared.database.sqlite_driver: the reader pool's SELECTs make no thread hop; a writer's
+    # statements, SELECTs included, still run on the connection's own thread.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = app.state.db
+    loop_thread = threading.get_ident()
+    for engine in (db.engine, db.single_read_engine):
+        async with engine.connect() as conn:
+            assert await _thread_of_select(conn) == loop_thread
+            # … and never wait for a lock there; statements on the thread wait as before.
+            raw = (await conn.get_raw_connection()).driver_connection._connection
+            assert raw.execute("PRAGMA busy_timeout").fetchone() == (0,)
+            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 5000
+            assert raw.execute("PRAGMA busy_timeout").fetchone() == (0,)
+            await conn.rollback()
+    async with db.write_engine.connect() as conn:
+        assert await _thread_of_select(conn) != loop_thread
+        await conn.rollback()
+    # A signed-in page (session lookup, notifications, task figures) makes no call on any
+    # connection's thread at all. (The client runs the app in this task; background tasks,
+    # such as the audit trail's writer, have their own.)
+    await register(client, "loop@example.com")
+    assert (await client.get("/dashboard")).status_code == 200  # the sign-in's message shown
+    calls: list[Any] = []
+    real = aiosqlite.Connection._execute
+    this_task = asyncio.current_task()
+
+    async def counting(self, fn, *args, **kwargs):
+        if asyncio.current_task() is this_task:
+            calls.append(args[2] if fn is _tracked else fn)
+        return await real(self, fn, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(aiosqlite.Connection, "_execute", counting)
+        page = await client.get("/dashboard")
+    assert page.status_code == 200 and "loop@example.com" in page.text
+    assert calls == []
+
+
+async def test_sqlite_a_locked_read_waits_on_the_connections_thread_not_the_loop(tmp_path):
+    # A read that finds the database locked by another connection is run again on the
+    # connection's thread with the busy timeout: it still gets its rows once the lock goes,
+    # and meanwhile the event loop serves everything else (here: a task that ticks).
+    path = tmp_path / "locked.sqlite"
+    engine = engine_module.build_engine(f"sqlite+aiosqlite:///{path}", reads_on_loop=True)
+    try:
+        single = engine.execution_options(**{engine_module.BEGIN_MODE: "none"})  # no BEGIN
+        async with single.connect() as conn:
+            # A rollback journal, where a writer's EXCLUSIVE lock keeps readers out (a WAL
+            # reader meets such a lock only in rarer cases, e.g. a crash recovery).
+            await conn.exec_driver_sql("PRAGMA journal_mode=DELETE")
+            await conn.exec_driver_sql("CREATE TABLE probe (n INTEGER)")
+            await conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
+            await conn.commit()
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN EXCLUSIVE")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        asyncio.get_running_loop().call_later(0.3, other.rollback)
+        try:
+            async with engine.connect() as conn, driver_calls(conn) as calls:
+                await asyncio.sleep(0)
+                ticks_before = ticks
+                count = (await conn.exec_driver_sql("SELECT count(*) FROM probe")).scalar()
+                ticks_during = ticks - ticks_before
+                await conn.rollback()
+        finally:
+            ticker.cancel()
+            other.close()
+        assert count == 1
+        assert calls == [_run]  # the retry, on the connection's thread
+        assert ticks_during >= 5  # the loop kept running while the read waited
+    finally:
+        await engine.dispose()
 
 
 async def test_sqlite_a_streamed_query_runs_inside_its_transaction(client, app, settings):

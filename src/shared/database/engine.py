@@ -2,10 +2,13 @@
 
 On SQLite every new connection gets WAL, ``foreign_keys=ON``, ``busy_timeout=5000`` and
 ``synchronous=NORMAL`` (SECURITY.md R1), and a 256 KiB page cache; each process keeps fixed
-pools of 4 connections for reads and 2 for writes. Transactions that may write begin with
+pools of 4 connections for reads and 1 for writes. Transactions that may write begin with
 ``BEGIN IMMEDIATE`` so two writers queue instead of failing with SQLITE_BUSY_SNAPSHOT (R2):
 within a process at the driver's write gate, across processes at its writer file lock, and
-behind anything else on the busy timeout (:mod:`shared.database.sqlite_driver`); read-only transactions begin with a plain ``BEGIN``.
+behind anything else on the busy timeout (:mod:`shared.database.sqlite_driver`); read-only
+transactions begin with a plain ``BEGIN``. The reader pool's SELECTs run on the event loop's
+thread without waiting for a lock; a locked one is run again on the connection's thread,
+where it waits up to the busy timeout (:mod:`shared.database.sqlite_driver`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from shared.database.pool import FairAsyncQueuePool
-from shared.database.sqlite_driver import BEGIN_READ, BEGIN_WRITE, OneHopConnection, OneHopDBAPI
+from shared.database.sqlite_driver import (
+    BEGIN_READ,
+    BEGIN_WRITE,
+    BUSY_TIMEOUT_MS,
+    OneHopConnection,
+    OneHopDBAPI,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +63,7 @@ SQLITE_WRITE_POOL_TIMEOUT = 5.0  # seconds a writer waits for the connection bef
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=5000",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
     "PRAGMA synchronous=NORMAL",
     f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}",  # negative: KiB, not pages
 )
@@ -90,6 +99,17 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             cursor.execute(pragma)
     finally:
         cursor.close()
+
+
+def _reads_on_loop(dbapi_connection: Any, _record: Any) -> None:
+    """A ``connect`` listener: this connection's reads run on the event loop's thread and
+    never wait for a lock there (:mod:`shared.database.sqlite_driver`)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout=0")
+    finally:
+        cursor.close()
+    dbapi_connection.reads_on_loop = True
 
 
 def _on_begin(conn: Any) -> None:
@@ -151,6 +171,7 @@ def build_engine(
     *,
     max_size_mb: int = 0,
     pool_size: int | None = None,
+    reads_on_loop: bool = False,
     **kwargs: Any,
 ) -> AsyncEngine:
     """Create the async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
@@ -163,7 +184,9 @@ def build_engine(
     ``sqlalchemy.exc.TimeoutError``, which the app answers with 503). For SQLite the
     connection listeners above are installed (a request must never hold two connections at
     once, see :func:`shared.database.dependencies.request_reader`); ``max_size_mb`` > 0 caps
-    the database file (SQLite only). Pass the ``module`` of another SQLite engine to share
+    the database file (SQLite only). With ``reads_on_loop`` (SQLite only; the reader pool)
+    SELECTs outside a write transaction run on the event loop's thread with no thread hop
+    and never wait for a lock there. Pass the ``module`` of another SQLite engine to share
     its write gate. Call this inside the app's lifespan (after any fork), never at import
     (SECURITY.md R5).
     """
@@ -180,6 +203,8 @@ def build_engine(
         event.listen(engine.sync_engine, "connect", _on_connect)
         if max_size_mb > 0:
             event.listen(engine.sync_engine, "connect", _size_cap(max_size_mb))
+        if reads_on_loop:
+            event.listen(engine.sync_engine, "connect", _reads_on_loop)
         event.listen(engine.sync_engine, "begin", _on_begin)
         event.listen(engine.sync_engine, "handle_error", _on_error)
         return engine
@@ -253,7 +278,10 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine = build_engine(
-            url, max_size_mb=max_size_mb, pool_size=None if self.is_sqlite else pool_size
+            url,
+            max_size_mb=max_size_mb,
+            pool_size=None if self.is_sqlite else pool_size,
+            reads_on_loop=self.is_sqlite,
         )
         writes = self.engine
         if self.is_sqlite:
