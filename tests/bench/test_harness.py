@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from bench import duel
 from bench.run import WrkMissing, require_wrk
 from bench.scenarios import BY_NAME, WrkResult, starved
+from bench.seed import SeedSize, seed_sqlite
 from bench.servers import Server, ceiling_target
 from shared.config import ROOT_DIR
 
@@ -122,3 +124,18 @@ def test_smoke_run_produces_a_well_formed_result_without_errors(tmp_path: Path) 
     markdown = (tmp_path / "latest.md").read_text()
     assert "Signed-in dashboard" in markdown and "**Targets**" in markdown
     assert (ROOT_DIR / "README.md").read_text() == readme_before  # smoke never publishes
+
+
+def test_a_duel_serves_two_trees_side_by_side_and_counts_both(tmp_path: Path) -> None:
+    # bench.duel: two trees (here the same one twice) served at once, one round after the
+    # warm-up; both answered without errors and both CPU costs were read from /proc.
+    if shutil.which("wrk") is None:
+        pytest.fail(WRK_MISSING)
+    seed = tmp_path / "seed.sqlite"
+    seed_sqlite(seed, SeedSize(users=20, tasks=10, notifications=2), duel.SECRET_KEY)
+    src = ROOT_DIR / "src"
+    results = duel.duel([src, src], BY_NAME["dashboard"], 2, 1, 1, seed, users=20)
+    assert len(results) == 2
+    for rounds in results:
+        [counted] = rounds
+        assert counted.rps > 0 and counted.cpu_ms > 0 and counted.p99_ms > 0
