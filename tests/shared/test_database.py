@@ -794,6 +794,36 @@ async def test_repository_insert_stamps_one_instant_on_every_timestamp_of_a_row(
     assert second.created_at == second.updated_at > first.created_at  # one read per row
 
 
+async def test_an_orm_flush_stamps_one_instant_on_both_timestamps_of_a_new_row(client, app):
+    # The same rule when the ORM inserts (session.add + flush): updated_at takes created_at.
+    from shared import clock
+
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    reads = iter(range(1000))
+
+    def ticking() -> datetime:
+        return start + timedelta(milliseconds=next(reads))
+
+    async with app.state.db.write() as session:
+        with clock.use_clock(ticking):
+            user = User(email="tock@example.com", name="Tock", password_hash="x")
+            session.add(user)
+            await session.flush()
+            tasks = [Task(user_id=user.id, title=title) for title in ("one", "two")]
+            session.add_all(tasks)
+            await session.flush()  # one INSERT for both rows
+    for row in (user, *tasks):
+        assert row.created_at == row.updated_at
+    assert user.created_at < tasks[0].created_at < tasks[1].created_at
+    async with app.state.db.reader() as session:
+        stored = (
+            await session.execute(
+                select(Task.created_at, Task.updated_at).where(Task.user_id == user.id)
+            )
+        ).all()
+    assert len(stored) == 2 and all(created == updated for created, updated in stored)
+
+
 async def test_repository_insert_fills_python_defaults_and_writes_one_row(client, app):
 
     async with app.state.db.write() as session:

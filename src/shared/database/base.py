@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -37,10 +38,19 @@ class UUIDPrimaryKeyMixin:
     )
 
 
+def same_as_created_at(context: Any) -> datetime:
+    """The default of a new row's ``updated_at``: its ``created_at``, which SQLAlchemy has
+    already filled in (it comes first). One instant for both, even when the clock ticks
+    between the two columns of one row."""
+    created_at: datetime = context.get_current_parameters()["created_at"]
+    return created_at
+
+
 class TimestampMixin:
-    """``created_at`` and ``updated_at`` (aware UTC), set in Python by :func:`shared.clock.now`."""
+    """``created_at`` and ``updated_at`` (aware UTC), set in Python by :func:`shared.clock.now`;
+    a new row's ``updated_at`` equals its ``created_at``."""
 
     created_at: Mapped[datetime] = mapped_column(ISOTimestamp(), default=clock.now, sort_order=10)
     updated_at: Mapped[datetime] = mapped_column(
-        ISOTimestamp(), default=clock.now, onupdate=clock.now, sort_order=10
+        ISOTimestamp(), default=same_as_created_at, onupdate=clock.now, sort_order=10
     )

@@ -17,6 +17,7 @@ from sqlalchemy import Insert, Select, func, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import clock
+from shared.database.base import same_as_created_at
 
 ModelT = TypeVar("ModelT")
 T = TypeVar("T")
@@ -117,10 +118,13 @@ class Repository(Generic[ModelT]):
             value = getattr(obj, attribute.key)
             if value is None and column.default is not None:
                 default: Any = column.default
+                wrapped = getattr(default.arg, "__wrapped__", None)
                 if not default.is_callable:
                     value = default.arg
-                elif getattr(default.arg, "__wrapped__", None) is clock.now:
+                elif wrapped is clock.now:
                     moment = value = moment or clock.now()
+                elif default.arg is same_as_created_at:  # takes the context: not wrapped
+                    value = values["created_at"]  # a column before this one (TimestampMixin)
                 else:
                     value = default.arg(None)
                 setattr(obj, attribute.key, value)
