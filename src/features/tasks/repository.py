@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Row, Select, bindparam, case, delete, func, select, true
 
 from features.tasks.models import Task, TaskStatus
-from shared.database import Page, Repository, escape_like
+from shared.database import Page, Repository, escape_like, paged
 
 # Sort keys allowed in the URL and the ORDER BY each stands for (S49).
 SORTS: dict[str, tuple[Any, ...]] = {
@@ -85,6 +85,21 @@ def _overview(limit: int) -> Select[Any]:
     )
 
 
+@lru_cache(maxsize=32)
+def _search(sort: str, *, text: bool, status: bool) -> Select[Any]:
+    """The task list's query for one sort key, with or without a title filter (``:pattern``)
+    and a status filter (``:status``): the columns the list shows, paged (Core; built once
+    per combination)."""
+    stmt = select(_t.c.id, _t.c.title, _t.c.status, _t.c.created_at).where(
+        _t.c.user_id == bindparam("user_id")
+    )
+    if text:
+        stmt = stmt.where(_t.c.title.like(bindparam("pattern"), escape="\\"))
+    if status:
+        stmt = stmt.where(_t.c.status == bindparam("status"))
+    return paged(stmt.order_by(*SORTS[sort]))
+
+
 class TaskRepository(Repository[Task]):
     """Tasks of one owner at a time."""
 
@@ -105,18 +120,22 @@ class TaskRepository(Repository[Task]):
         sort: str,
         page: int,
         per_page: int,
-    ) -> Page[Task]:
-        """One page of ``user_id``'s tasks whose title contains ``text`` literally.
+    ) -> Page[Row[Any]]:
+        """One page of ``user_id``'s tasks whose title contains ``text`` literally, as rows
+        with ``id``, ``title``, ``status`` (a :class:`TaskStatus`) and ``created_at``.
 
         ``sort`` must be a key of :data:`SORTS` (``KeyError`` otherwise). Raises
         ``PageOutOfRange`` for a page past the end.
         """
-        stmt = select(Task).where(Task.user_id == user_id)
+        if sort not in SORTS:
+            raise KeyError(sort)
+        params: dict[str, Any] = {"user_id": user_id}
         if text:
-            stmt = stmt.where(Task.title.like(f"%{escape_like(text)}%", escape="\\"))
+            params["pattern"] = f"%{escape_like(text)}%"
         if status is not None:
-            stmt = stmt.where(Task.status == status)
-        return await self.paginate(stmt.order_by(*SORTS[sort]), page, per_page)
+            params["status"] = status
+        stmt = _search(sort, text=bool(text), status=status is not None)
+        return await self.paginate_rows(stmt, params, page, per_page)
 
     async def recent(self, user_id: uuid.UUID, limit: int) -> list[Row[Any]]:
         """The ``limit`` newest tasks of ``user_id`` (rows as in :class:`TaskOverview`)."""

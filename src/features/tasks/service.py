@@ -28,8 +28,9 @@ class TaskService:
         self.session = session
         self.tasks = TaskRepository(session)
 
-    async def list(self, user_id: uuid.UUID, query: TaskQuery) -> Page[Task]:
-        """One page of tasks matching ``query``. Raises ``PageOutOfRange`` past the end."""
+    async def list(self, user_id: uuid.UUID, query: TaskQuery) -> Page[Row[Any]]:
+        """One page of tasks matching ``query``, as rows with ``id``, ``title``, ``status``
+        and ``created_at``. Raises ``PageOutOfRange`` past the end."""
         return await self.tasks.search(
             user_id,
             text=query.q,

@@ -2,7 +2,7 @@
 
 from shared.database.base import Base, TimestampMixin, UUIDPrimaryKeyMixin, metadata
 from shared.database.engine import Database
-from shared.database.repository import Page, Repository, escape_like
+from shared.database.repository import Page, Repository, escape_like, paged
 from shared.database.types import ISOTimestamp, UUIDv7, new_id
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "escape_like",
     "metadata",
     "new_id",
+    "paged",
 ]

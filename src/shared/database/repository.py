@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Insert, Select, func, inspect
+from sqlalchemy import Insert, Row, Select, bindparam, func, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import clock
@@ -58,6 +58,18 @@ class Page(Generic[T]):
 
 class PageOutOfRange(LookupError):
     """Raised by :meth:`Repository.paginate` for a page past the last one."""
+
+
+def paged(stmt: Select[Any]) -> Select[Any]:
+    """``stmt`` (a Core select of columns) with the whole result's row count on every row as
+    ``page_total`` (``count(*) OVER ()``) and ``LIMIT :limit OFFSET :offset``, for
+    :meth:`Repository.paginate_rows`. Build it once and reuse it: the parameters change, the
+    statement (and SQLAlchemy's compiled form of it) does not."""
+    return (
+        stmt.add_columns(func.count().over().label("page_total"))
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
 
 
 @cache
@@ -135,6 +147,21 @@ class Repository(Generic[ModelT]):
         """Delete ``obj`` and flush."""
         await self.session.delete(obj)
         await self.session.flush()
+
+    async def paginate_rows(
+        self, stmt: Select[Any], params: dict[str, Any], page: int, per_page: int
+    ) -> Page[Row[Any]]:
+        """:meth:`paginate` for a Core select built once (:func:`paged`): runs ``stmt`` with
+        ``params`` plus the page's ``limit`` and ``offset``; the items are its rows.
+
+        Raises :class:`PageOutOfRange` when ``page`` is past the last page.
+        """
+        limits = {"limit": per_page, "offset": (page - 1) * per_page}
+        rows = (await self.session.execute(stmt, {**params, **limits})).all()
+        if not rows and page > 1:
+            raise PageOutOfRange(page)
+        total = rows[0].page_total if rows else 0
+        return Page(items=list(rows), total=total, page=page, per_page=per_page)
 
     async def paginate(self, stmt: Select[Any], page: int, per_page: int) -> Page[Any]:
         """Run ``stmt`` (a select of one entity) for one page, counted in the same query.
