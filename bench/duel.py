@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.identities import sign_in_many, write_identities
+from bench.inprocess import SEED_SECRET_KEY, add_seed_option, ensure_seed
 from bench.scenarios import BY_NAME, SETUPS, Scenario, WrkResult, finish_wrk, start_wrk, wrk_command
-from bench.seed import SeedSize, copy_sqlite, seed_sqlite
+from bench.seed import SeedSize, copy_sqlite
 from bench.servers import Server, Target, app_target, cpu_seconds
 
-ROOT = Path(__file__).resolve().parents[1]
-SECRET_KEY = "bench-secret-" + "k" * 40
+SECRET_KEY = SEED_SECRET_KEY
 IDENTITIES = 16
 USERS = SeedSize().users
 #: Scenarios a duel can drive: signed-in pages and writes, and the anonymous sign-in page.
@@ -119,17 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="per tree")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument(
-        "--seed",
-        type=Path,
-        default=ROOT / "bench" / ".work" / "seed.sqlite",
-        help="a seeded database (python -m bench writes bench/.work/seed.sqlite)",
-    )
+    add_seed_option(parser)
     args = parser.parse_args(argv)
     if len(args.src) != 2:
         parser.error("give --src exactly twice: the first tree, then the one to compare")
-    if not args.seed.exists():
-        seed_sqlite(args.seed, SeedSize(), SECRET_KEY)
+    ensure_seed(args.seed)
     sources = [src.resolve() for src in args.src]
     results = duel(
         sources, BY_NAME[args.scenario], args.concurrency, args.seconds, args.rounds, args.seed

@@ -106,6 +106,28 @@ def measure(src: Path, seed: Path, paths: list[str], requests: int) -> dict[str,
     return json.loads(line.removeprefix("RESULT "))
 
 
+SEED_SECRET_KEY = "bench-secret-" + "k" * 40
+
+
+def add_seed_option(parser: argparse.ArgumentParser) -> None:
+    """``--seed``: the seeded SQLite database the comparisons copy (default
+    ``bench/.work/seed.sqlite``, which ``python -m bench`` also writes)."""
+    parser.add_argument(
+        "--seed",
+        type=Path,
+        default=ROOT / "bench" / ".work" / "seed.sqlite",
+        help="a seeded database (python -m bench writes bench/.work/seed.sqlite)",
+    )
+
+
+def ensure_seed(seed: Path) -> None:
+    """Seed ``seed`` (the default size) unless it exists."""
+    if not seed.exists():
+        from bench.seed import SeedSize, seed_sqlite
+
+        seed_sqlite(seed, SeedSize(), SEED_SECRET_KEY)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.inprocess", description=__doc__.splitlines()[0]
@@ -119,18 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", action="append", type=Path, help="a source tree (repeatable)")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--seed",
-        type=Path,
-        default=ROOT / "bench" / ".work" / "seed.sqlite",
-        help="a seeded database (python -m bench writes bench/.work/seed.sqlite)",
-    )
+    add_seed_option(parser)
     args = parser.parse_args(argv)
     sources = args.src or [ROOT / "src"]
-    if not args.seed.exists():
-        from bench.seed import SeedSize, seed_sqlite
-
-        seed_sqlite(args.seed, SeedSize(), "bench-secret-" + "k" * 40)
+    ensure_seed(args.seed)
     results: dict[Path, list[dict[str, float]]] = {s: [] for s in sources}
     for _ in range(args.rounds):
         for src in sources:

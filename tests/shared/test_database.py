@@ -773,15 +773,18 @@ async def test_sqlite_a_streamed_query_runs_inside_its_transaction(client, app, 
     assert _gate(app)._owner is None
 
 
-async def test_repository_insert_stamps_one_instant_on_every_timestamp_of_a_row(client, app):
-    # The clock moves 1 ms each time it is read, as a busy machine's may between two columns.
-    from shared import clock
-
+def ticking_clock():
+    """A clock that moves 1 ms each time it is read, as a busy machine's may between two
+    columns of one row."""
     start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     reads = iter(range(1000))
+    return lambda: start + timedelta(milliseconds=next(reads))
 
-    def ticking() -> datetime:
-        return start + timedelta(milliseconds=next(reads))
+
+async def test_repository_insert_stamps_one_instant_on_every_timestamp_of_a_row(client, app):
+    from shared import clock
+
+    ticking = ticking_clock()
 
     async with app.state.db.write() as session:
         user = User(email="tick@example.com", name="Tick", password_hash="x")
@@ -798,11 +801,7 @@ async def test_an_orm_flush_stamps_one_instant_on_both_timestamps_of_a_new_row(c
     # The same rule when the ORM inserts (session.add + flush): updated_at takes created_at.
     from shared import clock
 
-    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    reads = iter(range(1000))
-
-    def ticking() -> datetime:
-        return start + timedelta(milliseconds=next(reads))
+    ticking = ticking_clock()
 
     async with app.state.db.write() as session:
         with clock.use_clock(ticking):
