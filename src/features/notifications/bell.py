@@ -22,7 +22,6 @@ from typing import Any
 from jinja2 import Environment
 from litestar import Litestar
 from markupsafe import Markup
-from sqlalchemy import Row
 
 from shared.web.templating import time_ago
 
@@ -52,7 +51,7 @@ class RenderedBellLists:
     def __len__(self) -> int:
         return len(self._lists)
 
-    def render(self, recent: Sequence[Row[Any]], now: datetime) -> Markup:
+    def render(self, recent: Sequence[Any], now: datetime) -> Markup:
         """The list's HTML: from the cache when the rows and their relative times are equal
         to a list rendered before, else rendered now (and kept)."""
         ages = tuple(time_ago(row.created_at, now) for row in recent)
@@ -68,7 +67,7 @@ class RenderedBellLists:
             self._lists.popitem(last=False)
         return html
 
-    def _render(self, recent: Sequence[Row[Any]], ages: tuple[str, ...]) -> Markup:
+    def _render(self, recent: Sequence[Any], ages: tuple[str, ...]) -> Markup:
         template = self._env.get_template(LIST_TEMPLATE)  # compiled once, then looked up
         items = list(zip(recent, ages, strict=True))
         # An autoescaped template's output is safe HTML (every value in it escaped, S51).

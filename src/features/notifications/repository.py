@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased
 
 from features.notifications.models import Notification
 from shared.database import Page, Repository
+from shared.database.compiled import CompiledSelect
 
 NEWEST_FIRST = (Notification.created_at.desc(), Notification.id.desc())
 
@@ -21,12 +22,12 @@ NEWEST_FIRST = (Notification.created_at.desc(), Notification.id.desc())
 class Bell:
     """What the navigation bell shows: the unread count and the newest few notifications.
 
-    ``recent`` holds Core rows with ``id``, ``type`` (a ``NotificationType``), ``title``,
-    ``message``, ``link``, ``read_at`` and ``created_at``, newest first.
+    ``recent`` holds named tuples with ``id``, ``type`` (a ``NotificationType``), ``title``,
+    ``message``, ``link``, ``read_at``, ``created_at`` and ``unread``, newest first.
     """
 
     unread: int
-    recent: Sequence[Row[Any]]
+    recent: Sequence[Any]
 
 
 def _unread_of(user_id: Any) -> Any:
@@ -65,6 +66,10 @@ _BELL = (
     .order_by(_n.c.created_at.desc(), _n.c.id.desc())
     .limit(bindparam("limit"))
 )
+
+
+# On every signed-in page: compiled once, run on the cursor (shared.database.compiled).
+_BELL_COMPILED = CompiledSelect(_BELL)
 
 
 class NotificationRepository(Repository[Notification]):
@@ -109,7 +114,7 @@ class NotificationRepository(Repository[Notification]):
         The count rides along as a scalar subquery on every row; with no rows at all the
         user has no notifications, so the count is 0.
         """
-        rows = (await self.session.execute(_BELL, {"user_id": user_id, "limit": limit})).all()
+        rows = await _BELL_COMPILED.fetch(self.session, {"user_id": user_id, "limit": limit})
         return Bell(unread=rows[0].unread if rows else 0, recent=rows)
 
     async def after(

@@ -12,6 +12,7 @@ from sqlalchemy import Row, Select, bindparam, case, delete, func, select, true
 
 from features.tasks.models import Task, TaskStatus
 from shared.database import Page, Repository, escape_like, paged
+from shared.database.compiled import CompiledSelect
 
 # Sort keys allowed in the URL and the ORDER BY each stands for (S49).
 SORTS: dict[str, tuple[Any, ...]] = {
@@ -36,12 +37,12 @@ class TaskStats:
 class TaskOverview:
     """The dashboard's task figures and newest tasks, read in one query.
 
-    ``recent`` holds Core rows with ``id``, ``title``, ``status`` (a :class:`TaskStatus`) and
-    ``created_at``, newest first.
+    ``recent`` holds named tuples with ``id``, ``title``, ``status`` (a :class:`TaskStatus`)
+    and ``created_at`` (and the figures' columns), newest first.
     """
 
     stats: TaskStats
-    recent: list[Row[Any]]
+    recent: list[Any]
 
 
 # Hot reads are built once and executed with bound parameters: constructing an ORM statement
@@ -73,12 +74,13 @@ def _newest(limit: int) -> Select[Any]:
 
 
 @lru_cache(maxsize=8)
-def _overview(limit: int) -> Select[Any]:
+def _overview(limit: int) -> CompiledSelect:
     """Figures (one row, always) LEFT JOIN the ``limit`` newest tasks: 1 to ``limit`` rows,
-    each carrying the figures; a user without tasks gets one row of figures and NULL tasks."""
+    each carrying the figures; a user without tasks gets one row of figures and NULL tasks.
+    The dashboard runs it on every view: compiled once, run on the cursor."""
     figures = _FIGURES.subquery("figures")
     newest = _newest(limit).subquery("newest")
-    return (
+    return CompiledSelect(
         select(figures, newest)
         .select_from(figures.outerjoin(newest, true()))
         .order_by(newest.c.created_at.desc(), newest.c.id.desc())
@@ -153,9 +155,7 @@ class TaskRepository(Repository[Task]):
 
     async def overview(self, user_id: uuid.UUID, since: datetime, limit: int) -> TaskOverview:
         """:meth:`stats` and :meth:`recent` in one query (one round trip for the dashboard)."""
-        rows = (
-            await self.session.execute(_overview(limit), {"user_id": user_id, "since": since})
-        ).all()
+        rows = await _overview(limit).fetch(self.session, {"user_id": user_id, "since": since})
         first = rows[0]  # the figures row always exists
         return TaskOverview(
             stats=TaskStats(
