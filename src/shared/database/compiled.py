@@ -49,13 +49,13 @@ class _Plan:
         self.binds: dict[str, Callable[[Any], Any]] = {
             name: fn
             for name, bind in compiled.binds.items()
-            if (fn := bind.type.bind_processor(dialect)) is not None
+            if (fn := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
         columns = statement.selected_columns
         self.results: list[tuple[int, Callable[[Any], Any]]] = [
             (index, fn)
             for index, column in enumerate(columns)
-            if (fn := column.type.result_processor(dialect, None)) is not None
+            if (fn := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
         ]
         self.make: Callable[[Any], tuple[Any, ...]] = namedtuple(  # type: ignore[misc]
             "Row", list(columns.keys())
@@ -134,5 +134,5 @@ class CompiledSelect:
 
     async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Any]:
         """Run on the connection of ``session``'s transaction (begun first if it was not)."""
-        connection = await session.connection()
-        return await connection.run_sync(self.run, params)
+        # One switch into SQLAlchemy's greenlet for both steps.
+        return await session.run_sync(lambda sync: self.run(sync.connection(), params))

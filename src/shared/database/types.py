@@ -49,6 +49,17 @@ class UUIDv7(TypeDecorator[uuid.UUID]):
             return value
         return uuid.UUID(value)
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # SQLite returns text: one call per value instead of TypeDecorator's two (every
+        # page converts a few dozen of these).
+        if dialect.name == "sqlite":
+            return _uuid_from_text
+        return super().result_processor(dialect, coltype)
+
+
+def _uuid_from_text(value: str | None) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(value)
+
 
 def format_timestamp(value: datetime) -> str:
     """Format an aware ``datetime`` as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC.
@@ -63,8 +74,14 @@ def format_timestamp(value: datetime) -> str:
 
 
 def parse_timestamp(value: str) -> datetime:
-    """Parse the text written by :func:`format_timestamp` back into an aware UTC ``datetime``."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    """Parse the text written by :func:`format_timestamp` back into an aware UTC ``datetime``
+    (any other ISO-8601 text with an offset is converted to UTC)."""
+    parsed = datetime.fromisoformat(value)  # reads the ``Z`` of format_timestamp as UTC
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+
+
+def _timestamp_from_text(value: str | None) -> datetime | None:
+    return None if value is None else parse_timestamp(value)
 
 
 class ISOTimestamp(TypeDecorator[datetime]):
@@ -93,6 +110,11 @@ class ISOTimestamp(TypeDecorator[datetime]):
         if isinstance(value, str):
             return parse_timestamp(value)
         return value.astimezone(UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name == "sqlite":  # text: one call per value (see UUIDv7)
+            return _timestamp_from_text
+        return super().result_processor(dialect, coltype)
 
 
 def enum_column(enum_class: type[enum.Enum], name: str) -> sa.Enum:
