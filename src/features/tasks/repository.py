@@ -88,7 +88,7 @@ def _overview(limit: int) -> CompiledSelect:
 
 
 @lru_cache(maxsize=32)
-def _search(sort: str, *, text: bool, status: bool) -> Select[Any]:
+def _search(sort: str, *, text: bool, status: bool) -> CompiledSelect:
     """The task list's query for one sort key, with or without a title filter (``:pattern``)
     and a status filter (``:status``): the columns the list shows, paged (Core; built once
     per combination)."""
@@ -122,8 +122,8 @@ class TaskRepository(Repository[Task]):
         sort: str,
         page: int,
         per_page: int,
-    ) -> Page[Row[Any]]:
-        """One page of ``user_id``'s tasks whose title contains ``text`` literally, as rows
+    ) -> Page[Any]:
+        """One page of ``user_id``'s tasks whose title contains ``text`` literally, as named tuples
         with ``id``, ``title``, ``status`` (a :class:`TaskStatus`) and ``created_at``.
 
         ``sort`` must be a key of :data:`SORTS` (``KeyError`` otherwise). Raises

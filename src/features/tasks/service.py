@@ -28,7 +28,7 @@ class TaskService:
         self.session = session
         self.tasks = TaskRepository(session)
 
-    async def list(self, user_id: uuid.UUID, query: TaskQuery) -> Page[Row[Any]]:
+    async def list(self, user_id: uuid.UUID, query: TaskQuery) -> Page[Any]:
         """One page of tasks matching ``query``, as rows with ``id``, ``title``, ``status``
         and ``created_at``. Raises ``PageOutOfRange`` past the end."""
         return await self.tasks.search(

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Insert, Row, Select, bindparam, func, inspect
+from sqlalchemy import Insert, Select, bindparam, func, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import clock
 from shared.database.base import same_as_created_at
+from shared.database.compiled import CompiledSelect
 
 ModelT = TypeVar("ModelT")
 T = TypeVar("T")
@@ -60,12 +61,13 @@ class PageOutOfRange(LookupError):
     """Raised by :meth:`Repository.paginate` for a page past the last one."""
 
 
-def paged(stmt: Select[Any]) -> Select[Any]:
+def paged(stmt: Select[Any]) -> CompiledSelect:
     """``stmt`` (a Core select of columns) with the whole result's row count on every row as
-    ``page_total`` (``count(*) OVER ()``) and ``LIMIT :limit OFFSET :offset``, for
-    :meth:`Repository.paginate_rows`. Build it once and reuse it: the parameters change, the
-    statement (and SQLAlchemy's compiled form of it) does not."""
-    return (
+    ``page_total`` (``count(*) OVER ()``) and ``LIMIT :limit OFFSET :offset``, as a
+    :class:`~shared.database.compiled.CompiledSelect` for :meth:`Repository.paginate_rows`.
+    Build it once and reuse it: the parameters change, the statement and its compiled form
+    do not."""
+    return CompiledSelect(
         stmt.add_columns(func.count().over().label("page_total"))
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
@@ -149,19 +151,20 @@ class Repository(Generic[ModelT]):
         await self.session.flush()
 
     async def paginate_rows(
-        self, stmt: Select[Any], params: dict[str, Any], page: int, per_page: int
-    ) -> Page[Row[Any]]:
-        """:meth:`paginate` for a Core select built once (:func:`paged`): runs ``stmt`` with
-        ``params`` plus the page's ``limit`` and ``offset``; the items are its rows.
+        self, query: CompiledSelect, params: dict[str, Any], page: int, per_page: int
+    ) -> Page[Any]:
+        """:meth:`paginate` for a Core select built once (:func:`paged`): runs ``query`` with
+        ``params`` plus the page's ``limit`` and ``offset``; the items are its rows (named
+        tuples).
 
         Raises :class:`PageOutOfRange` when ``page`` is past the last page.
         """
         limits = {"limit": per_page, "offset": (page - 1) * per_page}
-        rows = (await self.session.execute(stmt, {**params, **limits})).all()
+        rows = await query.fetch(self.session, {**params, **limits})
         if not rows and page > 1:
             raise PageOutOfRange(page)
         total = rows[0].page_total if rows else 0
-        return Page(items=list(rows), total=total, page=page, per_page=per_page)
+        return Page(items=rows, total=total, page=page, per_page=per_page)
 
     async def paginate(self, stmt: Select[Any], page: int, per_page: int) -> Page[Any]:
         """Run ``stmt`` (a select of one entity) for one page, counted in the same query.
