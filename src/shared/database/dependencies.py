@@ -9,6 +9,8 @@ from litestar import Request
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.database.closing import close_to_completion
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _READER_KEY = "slicestar.db_reader"
 _WRITER_KEY = "slicestar.db_writer"
@@ -40,16 +42,18 @@ async def provide_db_session(state: State, request: Request) -> AsyncGenerator[A
 
     Unsafe methods get a writer session (``BEGIN IMMEDIATE`` on SQLite); safe methods a reader.
     Nothing is committed here: services commit explicitly, so a handler that returns an
-    error page never commits half of its work.
+    error page never commits half of its work. The close cannot be cut short by a cancelled
+    request (:func:`shared.database.closing.close_to_completion`).
     """
     db = state.db
     if request.method in SAFE_METHODS:
         sessions, key = db.reader, _READER_KEY
     else:
         sessions, key = db.writer, _WRITER_KEY
-    async with sessions() as session:
-        request.scope[key] = session  # type: ignore[literal-required]
-        try:
-            yield session
-        finally:
-            request.scope.pop(key, None)  # type: ignore[misc]
+    session = sessions()
+    request.scope[key] = session  # type: ignore[literal-required]
+    try:
+        yield session
+    finally:
+        request.scope.pop(key, None)  # type: ignore[misc]
+        await close_to_completion(session)
