@@ -2,11 +2,11 @@
 
 For every statement, ``Connection.execute`` looks the compiled form up in a cache, builds an
 execution context, processes parameters by name, and wraps the cursor in a ``Result`` whose
-rows convert their values on access. For the three reads of every signed-in page (the
-session lookup, the bell, the dashboard's figures) that cost several times what SQLite
-spends running the SQL (DESIGN.md §3 cost model): served on one core, moving those three
-reads here took the dashboard from 2.48 to 2.07 ms of CPU per request (``bench.duel``,
-1.19× the requests).
+rows convert their values on access. For the reads of every signed-in page (the session
+lookup, the bell) and of the busiest pages (the dashboard's figures, the task list) that cost
+several times what SQLite spends running the SQL (DESIGN.md §3 cost model): served on one
+core, moving the dashboard's three reads here took it from 2.48 to 2.07 ms of CPU per
+request (``bench.duel``, 1.19× the requests).
 
 :class:`CompiledSelect` keeps the rest of SQLAlchemy — the Core statement, its compilation
 for the dialect, the column types' bind and result processors, the pool, the driver, the
