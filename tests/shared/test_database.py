@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 import sqlite3
 import sys
 import threading
@@ -17,13 +18,13 @@ import aiosqlite
 import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from features.tasks.models import Task, TaskStatus
 from features.tasks.repository import TaskRepository
 from features.users.models import User
-from shared.database import Database, escape_like, new_id
+from shared.database import Database, escape_like, new_id, sqlite_driver
 from shared.database import engine as engine_module
 from shared.database.dependencies import request_reader
 from shared.database.engine import SQLITE_CACHE_KIB, SQLITE_POOL_SIZE, SQLITE_WRITE_POOL_SIZE
@@ -149,7 +150,11 @@ async def test_r2_fifty_concurrent_task_creations_through_http(client, browser_f
 
 
 def _gate(app):
-    return app.state.db.engine.sync_engine.dialect.dbapi.write_gate
+    return _gate_of(app.state.db)
+
+
+def _gate_of(db: Database):
+    return db.engine.sync_engine.dialect.dbapi.write_gate
 
 
 async def test_r2_writers_of_one_process_take_turns_at_the_write_gate(client, app, settings):
@@ -249,16 +254,18 @@ async def test_r2_a_writer_waits_for_the_file_lock_of_another_process(tmp_path):
 
 
 async def test_r2_the_file_lock_is_free_as_soon_as_commit_returns_on_the_thread(settings):
-    # Another worker's writer need not wait for this event loop: the lock is dropped on the
-    # connection's thread right after COMMIT, while the loop is still busy elsewhere.
+    # A connection that commits on its own thread (one without ``writes_on_loop``) drops the
+    # lock there, right after COMMIT, while the loop is still busy elsewhere: another worker's
+    # writer need not wait for this event loop.
     if not settings.is_sqlite:
         pytest.skip("the aiosqlite driver")
-    db = Database(settings.database_url)
+    engine = engine_module.build_engine(settings.database_url)
+    writes = engine.execution_options(**{engine_module.BEGIN_MODE: "immediate"})
     other_process = WriterFileLock(writer_lock_path(sqlite_path(settings)))
     try:
-        async with db.engine.begin() as conn:
+        async with engine.begin() as conn:
             await conn.exec_driver_sql("CREATE TABLE commit_probe (n INTEGER)")
-        async with db.writer() as session:
+        async with AsyncSession(writes) as session:
             await session.execute(text("INSERT INTO commit_probe VALUES (1)"))
             assert other_process.acquire(timeout=0, holder="elsewhere") is False
             commit = asyncio.create_task(session.commit())
@@ -268,8 +275,171 @@ async def test_r2_the_file_lock_is_free_as_soon_as_commit_returns_on_the_thread(
             assert not commit.done()
             other_process.release("elsewhere")
             await commit
+        async with engine.connect() as conn:
+            assert (await conn.exec_driver_sql("SELECT n FROM commit_probe")).scalar() == 1
+    finally:
+        await engine.dispose()
+
+
+async def _loop_ticks(stop: asyncio.Event) -> int:
+    """Count turns of the event loop (every 10 ms) until ``stop`` is set."""
+    ticks = 0
+    while not stop.is_set():
+        await asyncio.sleep(0.01)
+        ticks += 1
+    return ticks
+
+
+async def _insert_thread_ident(db: Database, table: str) -> None:
+    """One write transaction: insert the ident of the thread SQLite runs the INSERT on."""
+    async with db.write() as session:
+        conn = await session.connection()
+        raw = (await conn.get_raw_connection()).driver_connection._connection
+        raw.create_function("thread_ident", 0, threading.get_ident)
+        await session.execute(text(f"INSERT INTO {table} VALUES (thread_ident())"))
+
+
+async def test_r2_a_write_transaction_runs_on_the_loops_thread_when_its_locks_are_free(settings):
+    # shared.database.sqlite_driver: the writer pool's BEGIN IMMEDIATE, statements and COMMIT
+    # run on the event loop's thread when the file lock is free at once, so the write lock is
+    # never held while a result waits for the loop; the file lock is free when commit returns.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = Database(settings.database_url)
+    other_process = WriterFileLock(writer_lock_path(sqlite_path(settings)))
+    try:
+        async with db.write() as session:
+            await session.execute(text("CREATE TABLE loop_write (n INTEGER)"))
+        async with db.writer() as session:
+            conn = await session.connection()
+            async with driver_calls(conn) as calls:
+                await session.execute(text("INSERT INTO loop_write VALUES (1)"))
+                assert other_process.acquire(timeout=0, holder="elsewhere") is False
+                await session.commit()
+                assert calls == []  # no call on the connection's thread at all
+            assert other_process.acquire(timeout=0, holder="elsewhere") is True
+            other_process.release("elsewhere")
+        await _insert_thread_ident(db, "loop_write")
         async with db.reader() as session:
-            assert (await session.execute(text("SELECT n FROM commit_probe"))).scalar() == 1
+            rows = (await session.execute(text("SELECT n FROM loop_write ORDER BY rowid"))).all()
+        assert [r.n for r in rows] == [1, threading.get_ident()]
+    finally:
+        await db.dispose()
+
+
+async def test_r2_a_writer_waits_for_another_processs_file_lock_without_blocking_the_loop(
+    settings,
+):
+    # While another worker holds the writer file lock, the writer tries again every 0.2-2 ms
+    # and sleeps in between: the loop keeps serving; once the lock is free, the transaction
+    # runs on the loop's thread.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = Database(settings.database_url)
+    other_process = WriterFileLock(writer_lock_path(sqlite_path(settings)))
+    try:
+        async with db.write() as session:
+            await session.execute(text("CREATE TABLE lock_wait (n INTEGER)"))
+        assert other_process.acquire(timeout=0, holder="elsewhere") is True
+        stop = asyncio.Event()
+        ticking = asyncio.create_task(_loop_ticks(stop))
+        write = asyncio.create_task(_insert_thread_ident(db, "lock_wait"))
+        await asyncio.sleep(0.3)
+        assert not write.done()  # it waits for the lock …
+        other_process.release("elsewhere")
+        await asyncio.wait_for(write, 5)
+        stop.set()
+        assert await ticking >= 10  # … while the loop went on turning
+        async with db.reader() as session:
+            ran_on = (await session.execute(text("SELECT n FROM lock_wait"))).scalar()
+        assert ran_on == threading.get_ident()
+    finally:
+        await db.dispose()
+
+
+async def test_r2_a_writer_whose_file_lock_stays_taken_goes_on_on_the_thread(settings, caplog):
+    # Past the gate's timeout the writer goes on without the file lock, on the connection's
+    # thread, where SQLite's own lock keeps writes apart (as before the lock existed).
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = Database(settings.database_url)
+    _gate_of(db).timeout = 0.1
+    other_process = WriterFileLock(writer_lock_path(sqlite_path(settings)))
+    try:
+        async with db.write() as session:
+            await session.execute(text("CREATE TABLE lock_stuck (n INTEGER)"))
+        assert other_process.acquire(timeout=0, holder="elsewhere") is True
+        await asyncio.wait_for(_insert_thread_ident(db, "lock_stuck"), 5)
+        other_process.release("elsewhere")
+        async with db.reader() as session:
+            ran_on = (await session.execute(text("SELECT n FROM lock_stuck"))).scalar()
+        assert ran_on != threading.get_ident()
+        assert "not free after 0.1 s" in caplog.text
+    finally:
+        await db.dispose()
+
+
+async def test_r2_a_write_that_finds_sqlite_locked_waits_on_the_thread_not_the_loop(settings):
+    # A connection outside the app (here: a sqlite3 shell's BEGIN IMMEDIATE, held 0.3 s)
+    # holds SQLite's write lock: the writer's BEGIN IMMEDIATE on the loop finds it at once
+    # (busy timeout 0) and runs again on the connection's thread with BUSY_TIMEOUT_MS.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = Database(settings.database_url)
+    outside = sqlite3.connect(sqlite_path(settings), isolation_level=None)
+    try:
+        async with db.write() as session:
+            await session.execute(text("CREATE TABLE busy_write (n INTEGER)"))
+        outside.execute("BEGIN IMMEDIATE")
+        stop = asyncio.Event()
+        ticking = asyncio.create_task(_loop_ticks(stop))
+        write = asyncio.create_task(_insert_thread_ident(db, "busy_write"))
+        await asyncio.sleep(0.3)
+        assert not write.done()
+        outside.rollback()
+        await asyncio.wait_for(write, 5)
+        stop.set()
+        assert await ticking >= 10
+        async with db.reader() as session:
+            ran_on = (await session.execute(text("SELECT n FROM busy_write"))).scalar()
+        assert ran_on != threading.get_ident()
+        assert _gate_of(db)._owner is None
+    finally:
+        outside.close()
+        await db.dispose()
+
+
+async def test_sqlite_a_writer_checkpoints_the_wal_on_its_thread(settings, monkeypatch, tmp_path):
+    # Writers commit on the loop's thread with SQLite's automatic checkpoint off; every
+    # CHECKPOINT_EVERY_ROWS changed rows a PASSIVE checkpoint runs on the connection's thread.
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    monkeypatch.setattr(sqlite_driver, "CHECKPOINT_EVERY_ROWS", 3)
+    db = Database(settings.database_url)
+    try:
+        async with db.write() as session:
+            await session.execute(text("CREATE TABLE wal_rows (n INTEGER)"))
+        async with db.writer() as session:
+            conn = await session.connection()
+            raw = (await conn.get_raw_connection()).driver_connection._connection
+            assert raw.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+            async with driver_calls(conn) as calls:
+                await session.execute(text("INSERT INTO wal_rows VALUES (1)"))
+                await session.commit()
+                assert calls == []  # one row: no checkpoint due
+                await session.execute(text("INSERT INTO wal_rows VALUES (2), (3)"))
+                await session.commit()
+                assert calls == [sqlite_driver._checkpoint]
+                await session.execute(text("INSERT INTO wal_rows VALUES (4)"))
+                await session.commit()
+                assert calls == [sqlite_driver._checkpoint]  # counted from the last one
+        # The checkpoint copied the WAL into the database file: a copy of the file alone
+        # (without its WAL) holds the rows committed before it, not the one after.
+        copy = tmp_path / "file-only.sqlite"
+        shutil.copyfile(sqlite_path(settings), copy)
+        file_only = sqlite3.connect(copy)
+        assert file_only.execute("SELECT count(*) FROM wal_rows").fetchone() == (3,)
+        file_only.close()
     finally:
         await db.dispose()
 
@@ -550,30 +720,37 @@ async def driver_calls(conn):
         raw._execute = real
 
 
-async def test_sqlite_statements_cost_one_driver_round_trip_each(client, app, settings):
+async def test_sqlite_statements_cost_one_driver_round_trip_each(settings):
     # shared.database.sqlite_driver: one call on aiosqlite's thread per statement, with the
-    # driver's results (rows, rowcount, lastrowid, errors) as before.
-    # (A writer's connection: the reader pool's SELECTs make no round trip at all.)
+    # driver's results (rows, rowcount, lastrowid, errors) as before. (The app's pools run
+    # most statements on the event loop's thread; an engine without ``reads_on_loop`` or
+    # ``writes_on_loop`` runs every one on the connection's thread.)
     if not settings.is_sqlite:
         pytest.skip("the aiosqlite driver")
-    async with app.state.db.write_engine.connect() as conn, driver_calls(conn) as calls:
-        try:
-            await conn.exec_driver_sql("CREATE TEMP TABLE probe (n INTEGER PRIMARY KEY, t TEXT)")
-            calls.clear()
-            inserted = await conn.exec_driver_sql("INSERT INTO probe (t) VALUES ('a')")
-            assert len(calls) == 1
-            assert inserted.lastrowid == 1 and inserted.rowcount == 1
-            await conn.exec_driver_sql("INSERT INTO probe (t) VALUES (?)", [("b",), ("c",)])
-            calls.clear()
-            rows = (await conn.exec_driver_sql("SELECT n, t FROM probe ORDER BY n")).all()
-            assert len(calls) == 1
-            assert [tuple(r) for r in rows] == [(1, "a"), (2, "b"), (3, "c")]
-            changed = await conn.exec_driver_sql("UPDATE probe SET t = 'z' WHERE n > 1")
-            assert changed.rowcount == 2
-            with pytest.raises(Exception, match=r"(?i)unique"):
-                await conn.exec_driver_sql("INSERT INTO probe (n, t) VALUES (1, 'dup')")
-        finally:
-            await conn.rollback()
+    engine = engine_module.build_engine(settings.database_url)
+    try:
+        async with engine.connect() as conn, driver_calls(conn) as calls:
+            try:
+                await conn.exec_driver_sql(
+                    "CREATE TEMP TABLE probe (n INTEGER PRIMARY KEY, t TEXT)"
+                )
+                calls.clear()
+                inserted = await conn.exec_driver_sql("INSERT INTO probe (t) VALUES ('a')")
+                assert len(calls) == 1
+                assert inserted.lastrowid == 1 and inserted.rowcount == 1
+                await conn.exec_driver_sql("INSERT INTO probe (t) VALUES (?)", [("b",), ("c",)])
+                calls.clear()
+                rows = (await conn.exec_driver_sql("SELECT n, t FROM probe ORDER BY n")).all()
+                assert len(calls) == 1
+                assert [tuple(r) for r in rows] == [(1, "a"), (2, "b"), (3, "c")]
+                changed = await conn.exec_driver_sql("UPDATE probe SET t = 'z' WHERE n > 1")
+                assert changed.rowcount == 2
+                with pytest.raises(Exception, match=r"(?i)unique"):
+                    await conn.exec_driver_sql("INSERT INTO probe (n, t) VALUES (1, 'dup')")
+            finally:
+                await conn.rollback()
+    finally:
+        await engine.dispose()
 
 
 async def test_sqlite_rollback_outside_a_transaction_costs_no_round_trip(client, app, settings):
@@ -638,10 +815,10 @@ async def test_sqlite_begin_travels_with_the_first_statement(client, app, settin
         await conn.commit()
         calls.clear()
         await conn.exec_driver_sql("INSERT INTO probe3 VALUES (1)")
-        assert len(calls) == 1  # BEGIN IMMEDIATE and the INSERT
+        assert calls == []  # BEGIN IMMEDIATE and the INSERT, in one go on the loop's thread
         assert _gate(app)._owner is not None
         await conn.commit()
-        assert len(calls) == 2 and _gate(app)._owner is None
+        assert calls == [] and _gate(app)._owner is None  # COMMIT there too
         calls.clear()
         await conn.begin()
         await conn.commit()  # nothing ran: nothing to send
@@ -671,8 +848,9 @@ async def _thread_of_select(conn) -> int:
 
 
 async def test_sqlite_reader_selects_run_on_the_event_loops_thread(client, app, settings):
-    # shared.database.sqlite_driver: the reader pool's SELECTs make no thread hop; a writer's
-    # statements, SELECTs included, still run on the connection's own thread.
+    # shared.database.sqlite_driver: the reader pool's SELECTs make no thread hop, nor do a
+    # writer's statements once its locks were free at once (tests below); statements on the
+    # loop's thread never wait for a lock, those on the connection's thread wait as before.
     if not settings.is_sqlite:
         pytest.skip("the aiosqlite driver")
     db = app.state.db
@@ -687,7 +865,9 @@ async def test_sqlite_reader_selects_run_on_the_event_loops_thread(client, app, 
             assert raw.execute("PRAGMA busy_timeout").fetchone() == (0,)
             await conn.rollback()
     async with db.write_engine.connect() as conn:
-        assert await _thread_of_select(conn) != loop_thread
+        assert await _thread_of_select(conn) == loop_thread
+        raw = (await conn.get_raw_connection()).driver_connection._connection
+        assert raw.execute("PRAGMA busy_timeout").fetchone() == (0,)
         await conn.rollback()
     # A signed-in page (session lookup, notifications, task figures) makes no call on any
     # connection's thread at all. (The client runs the app in this task; background tasks,

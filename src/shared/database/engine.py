@@ -6,9 +6,10 @@ pools of 4 connections for reads and 1 for writes. Transactions that may write b
 ``BEGIN IMMEDIATE`` so two writers queue instead of failing with SQLITE_BUSY_SNAPSHOT (R2):
 within a process at the driver's write gate, across processes at its writer file lock, and
 behind anything else on the busy timeout (:mod:`shared.database.sqlite_driver`); read-only
-transactions begin with a plain ``BEGIN``. The reader pool's SELECTs run on the event loop's
-thread without waiting for a lock; a locked one is run again on the connection's thread,
-where it waits up to the busy timeout (:mod:`shared.database.sqlite_driver`).
+transactions begin with a plain ``BEGIN``. The reader pool's SELECTs, and the writer pool's
+transactions once their locks are free, run on the event loop's thread without waiting for a
+lock; a statement that finds one is run again on the connection's thread, where it waits up
+to the busy timeout (:mod:`shared.database.sqlite_driver`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,19 @@ def _reads_on_loop(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.reads_on_loop = True
 
 
+def _writes_on_loop(dbapi_connection: Any, _record: Any) -> None:
+    """A ``connect`` listener: this connection's write transactions run on the event loop's
+    thread when their locks are free at once, and never wait for a lock there
+    (:mod:`shared.database.sqlite_driver`)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout=0")
+        cursor.execute("PRAGMA wal_autocheckpoint=0")  # the driver checkpoints on the thread
+    finally:
+        cursor.close()
+    dbapi_connection.writes_on_loop = True
+
+
 def _on_begin(conn: Any) -> None:
     mode = conn.get_execution_options().get(BEGIN_MODE)
     if mode == "none":  # a single statement: SQLite runs it as its own atomic transaction
@@ -172,6 +186,7 @@ def build_engine(
     max_size_mb: int = 0,
     pool_size: int | None = None,
     reads_on_loop: bool = False,
+    writes_on_loop: bool = False,
     **kwargs: Any,
 ) -> AsyncEngine:
     """Create the async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
@@ -186,7 +201,9 @@ def build_engine(
     once, see :func:`shared.database.dependencies.request_reader`); ``max_size_mb`` > 0 caps
     the database file (SQLite only). With ``reads_on_loop`` (SQLite only; the reader pool)
     SELECTs outside a write transaction run on the event loop's thread with no thread hop
-    and never wait for a lock there. Pass the ``module`` of another SQLite engine to share
+    and never wait for a lock there; with ``writes_on_loop`` (SQLite only; the writer pool)
+    so do ``BEGIN IMMEDIATE`` transactions once their locks are free, which commit there
+    and checkpoint the WAL on the connection's thread. Pass the ``module`` of another SQLite engine to share
     its write gate. Call this inside the app's lifespan (after any fork), never at import
     (SECURITY.md R5).
     """
@@ -205,6 +222,8 @@ def build_engine(
             event.listen(engine.sync_engine, "connect", _size_cap(max_size_mb))
         if reads_on_loop:
             event.listen(engine.sync_engine, "connect", _reads_on_loop)
+        if writes_on_loop:
+            event.listen(engine.sync_engine, "connect", _writes_on_loop)
         event.listen(engine.sync_engine, "begin", _on_begin)
         event.listen(engine.sync_engine, "handle_error", _on_error)
         return engine
@@ -290,6 +309,7 @@ class Database:
                 max_size_mb=max_size_mb,
                 pool_size=SQLITE_WRITE_POOL_SIZE,
                 pool_timeout=SQLITE_WRITE_POOL_TIMEOUT,
+                writes_on_loop=True,
                 module=self.engine.dialect.dbapi,
             )
         self.engines: tuple[AsyncEngine, ...] = tuple(dict.fromkeys((self.engine, writes)))

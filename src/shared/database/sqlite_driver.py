@@ -53,6 +53,25 @@ connection's thread with the usual ``BUSY_TIMEOUT_MS``, as is every other statem
 a connection. A read is only run on the loop's thread while no call of the connection is on
 its way on the other one (a cancelled request leaves its call running there).
 
+Write transactions of a connection marked ``writes_on_loop`` (the writer pool's) run on the
+event loop's thread as well, once their locks are free. The first statement (with its
+``BEGIN IMMEDIATE``) goes there when the process's write gate is held and the writer file lock
+can be taken at once; while another worker holds that lock, the writer tries again every 0.2
+to 2 ms, sleeping in between, so the loop serves on. The transaction's later statements and
+its ``COMMIT`` follow on the loop's thread: holding SQLite's write lock, they wait for no
+lock. Before, the write lock was held from the first statement on the connection's thread
+until the loop had taken that result and sent the ``COMMIT``, and under a read-heavy load that
+took one whole turn of a busy loop: in the 90/10 read/write mix at 64 connections over two
+workers, task creations took 450-740 ms inside the server (p50) while reads took 2 ms. With
+the transaction on the loop the write lock is held for the microseconds its statements take
+(see the README's benchmark notes for the figures). These connections also keep a busy
+timeout of 0; a statement that finds the database locked (a connection outside the app
+writing) runs again on the connection's thread with ``BUSY_TIMEOUT_MS``, as does everything
+while the file lock stays taken past the gate's timeout. SQLite's automatic checkpoint, which
+runs inside the ``COMMIT`` that fills the WAL and took about 10 ms here, is off for them; the
+driver runs a ``PASSIVE`` checkpoint on the connection's thread after every
+``CHECKPOINT_EVERY_ROWS`` changed rows instead (:meth:`OneHopConnection._checkpoint_if_due`).
+
 Pass an instance as ``module=`` to ``create_async_engine`` (see
 :func:`shared.database.engine.build_engine`).
 """
@@ -85,6 +104,10 @@ logger = logging.getLogger(__name__)
 BEGIN_WRITE = "BEGIN IMMEDIATE"  # how shared.database.engine begins a writing transaction
 BEGIN_READ = "BEGIN"  # … and a reading one
 BUSY_TIMEOUT_MS = 5000  # how long a statement on a connection's thread waits for a lock
+# A connection that commits on the event loop's thread checkpoints the WAL on its own thread
+# after this many changed rows (SQLite's automatic checkpoint: every 1,000 WAL pages; a row
+# changes at least one page).
+CHECKPOINT_EVERY_ROWS = 1000
 
 
 class WriterFileLock:
@@ -131,6 +154,25 @@ class WriterFileLock:
             else:
                 self.holder = holder
                 return True
+
+    def try_acquire(self, holder: object) -> bool | None:
+        """Take the lock for ``holder`` if it is free right now, without waiting (safe on the
+        event loop's thread): True when taken, False when another process holds it, ``None``
+        when the file cannot be opened (the writer then goes on without it, as with
+        :meth:`acquire`)."""
+        try:
+            fd = self._open()
+        except OSError as error:
+            if not self._open_failed:
+                logger.warning("cannot open the writer lock %s: %s", self.path, error)
+            self._open_failed = True
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        self.holder = holder
+        return True
 
     def release(self, holder: object) -> None:
         """Drop the lock if ``holder`` took it (harmless otherwise)."""
@@ -188,6 +230,26 @@ class WriteGate:
         waiting at most ``timeout`` seconds (then the writer goes on without it)."""
         if self.file_lock is not None:
             self.file_lock.acquire(self.timeout, owner)
+
+    async def lock_file_on_loop(self, owner: object) -> bool:
+        """On the event loop's thread, for ``owner``, which holds the gate: take the file
+        lock, trying every 0.2 ms, doubling to at most 2 ms, and sleeping in between, for at
+        most ``timeout`` seconds. True when the writer may go on with its transaction on the
+        loop's thread (the lock is taken, or there is none to take); False when another
+        process held it all that time."""
+        if self.file_lock is None:
+            return True
+        deadline = time.monotonic() + self.timeout
+        pause = 0.0002
+        while (taken := self.file_lock.try_acquire(owner)) is False:
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "writer lock %s not free after %.1f s", self.file_lock.path, self.timeout
+                )
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.002)
+        return taken is True or taken is None
 
     def leave(self, owner: object) -> None:
         """Drop the file lock and free the gate, each if ``owner`` holds it (harmless
@@ -264,6 +326,12 @@ def _end_transaction(
     finally:
         if gate.file_lock is not None and not conn.in_transaction:
             gate.file_lock.release(owner)
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """On the connection's thread: a ``PASSIVE`` WAL checkpoint (copies what it can from the
+    WAL into the database file without waiting for any reader or writer)."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _tracked(owner: OneHopConnection, call: int, fn: Any, *args: Any) -> Any:
@@ -383,11 +451,13 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     """
 
     __slots__ = (
+        "_checkpointed_changes",
         "_finished_calls",
         "_pending_begin",
         "_read_changes",
         "_submitted_calls",
         "reads_on_loop",
+        "writes_on_loop",
     )
     _cursor_cls = OneHopCursor
     _ss_cursor_cls = OneHopServerSideCursor
@@ -401,10 +471,15 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         #: Run reads on the event loop's thread (module docstring); set by the engine, which
         #: also sets this connection's busy timeout to 0.
         self.reads_on_loop = False
+        #: Run write transactions on the event loop's thread when their locks are free at
+        #: once (module docstring); set by the engine with a busy timeout of 0.
+        self.writes_on_loop = False
         # Calls handed to the connection's thread, and the last one it finished. Each has one
         # writer (this thread, that thread), so neither can lose an update.
         self._submitted_calls = 0
         self._finished_calls = 0
+        # SQLite's ``total_changes`` at this connection's last checkpoint.
+        self._checkpointed_changes = 0
 
     def _idle(self) -> bool:
         raw = self._connection._connection
@@ -447,27 +522,53 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         """Run one statement (:func:`_run`), a held-back ``BEGIN`` in the same call.
 
         On a ``reads_on_loop`` connection a ``SELECT`` outside a write transaction runs on
-        the calling thread without waiting for any lock; one that finds the database locked,
-        and every other statement, runs on the connection's thread with ``BUSY_TIMEOUT_MS``.
-        Elsewhere every statement runs on the connection's thread.
+        the calling thread without waiting for any lock. On a ``writes_on_loop`` connection
+        so does a write transaction's first statement (with its ``BEGIN IMMEDIATE``) when the
+        writer file lock is free at once, and every later statement of the transaction. A
+        statement that finds the database locked, and every other statement, runs on the
+        connection's thread with ``BUSY_TIMEOUT_MS``. Elsewhere every statement runs on the
+        connection's thread.
         """
         begin, gated = self._pending_begin or (None, False)
         self._pending_begin = None
         if begin == BEGIN_READ:
             self._read_changes = self._connection._connection.total_changes
         busy_ms = None
-        if self.reads_on_loop:
+        if self.reads_on_loop or self.writes_on_loop:
             busy_ms = BUSY_TIMEOUT_MS
-            if not (many or gated) and self._thread_idle() and _is_read(operation):
-                conn = self._connection._conn
-                try:
-                    return _run(conn, operation, parameters, False, begin)
-                except sqlite3.OperationalError as error:
-                    if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                        raise
-                    if conn.in_transaction:
-                        begin = None  # the BEGIN went through; the SELECT found a lock
+            conn = self._connection._conn
+            try:
+                if (
+                    not many
+                    and self._thread_idle()
+                    and await self._loop_may_run(operation, begin, gated)
+                ):
+                    try:
+                        return _run(conn, operation, parameters, False, begin)
+                    except sqlite3.OperationalError as error:
+                        if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                            raise
+                        if conn.in_transaction:
+                            begin = None  # the BEGIN went through; the statement found a lock
+            except BaseException:
+                self._leave_if_not_begun(gated)
+                raise
         return await self._run_on_thread(operation, parameters, many, begin, gated, busy_ms)
+
+    async def _loop_may_run(self, operation: str, begin: str | None, gated: bool) -> bool:
+        """Whether this statement may run on the event loop's thread (see :meth:`run`); for
+        the first statement of a gated write transaction, first take the writer file lock on
+        the loop (:meth:`WriteGate.lock_file_on_loop`)."""
+        if self.reads_on_loop:
+            return not gated and _is_read(operation)
+        if begin == BEGIN_WRITE:
+            return gated and await self.dbapi.write_gate.lock_file_on_loop(self)
+        return begin is None and not self._idle()  # inside a write transaction that began
+
+    def _leave_if_not_begun(self, gated: bool) -> None:
+        """After a failed statement: if no transaction began, the next writer may go."""
+        if gated and self._idle():
+            self.dbapi.write_gate.leave(self)
 
     async def send_pending_begin(self) -> None:
         """Send a held-back ``BEGIN`` now, on its own (for a statement that does not go
@@ -475,7 +576,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         if self._pending_begin is not None:
             begin, gated = self._pending_begin
             self._pending_begin = None
-            busy_ms = BUSY_TIMEOUT_MS if self.reads_on_loop else None
+            busy_ms = BUSY_TIMEOUT_MS if self.reads_on_loop or self.writes_on_loop else None
             await self._run_on_thread(begin, None, False, None, gated, busy_ms)
 
     async def _call_on_thread(self, fn: Any, *args: Any) -> Any:
@@ -507,8 +608,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
                     busy_ms,
                 )
         except BaseException:
-            if gated and self._idle():  # no transaction began: the next writer may go
-                gate.leave(self)
+            self._leave_if_not_begun(gated)
             raise
 
     def _end(self) -> None:
@@ -532,12 +632,48 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             self._end()
 
     def commit(self) -> None:
-        """Commit the open transaction, if there is one; leave the write gate."""
+        """Commit the open transaction, if there is one; leave the write gate.
+
+        On a ``writes_on_loop`` connection the ``COMMIT`` runs on the event loop's thread (it
+        waits for no lock: the transaction holds SQLite's write lock) and a checkpoint
+        follows on the connection's thread when one is due (:meth:`_checkpoint_if_due`);
+        elsewhere it runs on the connection's thread.
+        """
         try:
-            if not self._idle():
+            if self._idle():
+                pass
+            elif self.writes_on_loop and self._thread_idle():
+                try:
+                    _end_transaction(self._connection._conn, True, self.dbapi.write_gate, self)
+                except Exception as error:
+                    self._handle_exception(error)
+            else:
                 self._end_on_thread(commit=True)
         finally:
             self._end()
+        if self.writes_on_loop:
+            self._checkpoint_if_due()
+
+    def _checkpoint_if_due(self) -> None:
+        """Run a ``PASSIVE`` WAL checkpoint on the connection's thread once this connection has
+        changed ``CHECKPOINT_EVERY_ROWS`` rows since its last one.
+
+        ``writes_on_loop`` connections commit on the event loop's thread with SQLite's
+        automatic checkpoint off (``PRAGMA wal_autocheckpoint=0``): that checkpoint runs
+        inside the ``COMMIT`` that fills the WAL past 1,000 pages, and writing those pages
+        back and syncing the file took about 9-10 ms here, too long to stall the loop. A
+        ``PASSIVE`` checkpoint takes no lock a reader or writer waits for (SQLite,
+        "sqlite3_wal_checkpoint_v2"); it runs after the write gate and the file lock were
+        left, and a failure is logged, not raised: the commit stands.
+        """
+        raw = self._connection._connection
+        if raw is None or raw.total_changes - self._checkpointed_changes < CHECKPOINT_EVERY_ROWS:
+            return
+        self._checkpointed_changes = raw.total_changes
+        try:
+            await_(self._call_on_thread(_checkpoint, self._connection._conn))
+        except Exception:
+            logger.warning("WAL checkpoint after a commit failed", exc_info=True)
 
     def _end_on_thread(self, *, commit: bool) -> None:
         """``COMMIT`` or ``ROLLBACK`` on the connection's thread, the file lock dropped there
