@@ -299,17 +299,27 @@ async def _insert_thread_ident(db: Database, table: str) -> None:
         await session.execute(text(f"INSERT INTO {table} VALUES (thread_ident())"))
 
 
+@contextlib.asynccontextmanager
+async def _own_database(settings, table: str):
+    """A :class:`Database` of its own on the test's SQLite file with ``table`` (one INTEGER
+    column ``n``) created, and a stand-in for another worker's writer file lock; disposed
+    afterwards."""
+    if not settings.is_sqlite:
+        pytest.skip("the aiosqlite driver")
+    db = Database(settings.database_url)
+    try:
+        async with db.write() as session:
+            await session.execute(text(f"CREATE TABLE {table} (n INTEGER)"))
+        yield db, WriterFileLock(writer_lock_path(sqlite_path(settings)))
+    finally:
+        await db.dispose()
+
+
 async def test_r2_a_write_transaction_runs_on_the_loops_thread_when_its_locks_are_free(settings):
     # shared.database.sqlite_driver: the writer pool's BEGIN IMMEDIATE, statements and COMMIT
     # run on the event loop's thread when the file lock is free at once, so the write lock is
     # never held while a result waits for the loop; the file lock is free when commit returns.
-    if not settings.is_sqlite:
-        pytest.skip("the aiosqlite driver")
-    db = Database(settings.database_url)
-    other_process = WriterFileLock(writer_lock_path(sqlite_path(settings)))
-    try:
-        async with db.write() as session:
-            await session.execute(text("CREATE TABLE loop_write (n INTEGER)"))
+    async with _own_database(settings, "loop_write") as (db, other_process):
         async with db.writer() as session:
             conn = await session.connection()
             async with driver_calls(conn) as calls:
@@ -323,8 +333,6 @@ async def test_r2_a_write_transaction_runs_on_the_loops_thread_when_its_locks_ar
         async with db.reader() as session:
             rows = (await session.execute(text("SELECT n FROM loop_write ORDER BY rowid"))).all()
         assert [r.n for r in rows] == [1, threading.get_ident()]
-    finally:
-        await db.dispose()
 
 
 async def test_r2_a_writer_waits_for_another_processs_file_lock_without_blocking_the_loop(
@@ -333,13 +341,7 @@ async def test_r2_a_writer_waits_for_another_processs_file_lock_without_blocking
     # While another worker holds the writer file lock, the writer tries again every 0.2-2 ms
     # and sleeps in between: the loop keeps serving; once the lock is free, the transaction
     # runs on the loop's thread.
-    if not settings.is_sqlite:
-        pytest.skip("the aiosqlite driver")
-    db = Database(settings.database_url)
-    other_process = WriterFileLock(writer_lock_path(sqlite_path(settings)))
-    try:
-        async with db.write() as session:
-            await session.execute(text("CREATE TABLE lock_wait (n INTEGER)"))
+    async with _own_database(settings, "lock_wait") as (db, other_process):
         assert other_process.acquire(timeout=0, holder="elsewhere") is True
         stop = asyncio.Event()
         ticking = asyncio.create_task(_loop_ticks(stop))
@@ -353,21 +355,13 @@ async def test_r2_a_writer_waits_for_another_processs_file_lock_without_blocking
         async with db.reader() as session:
             ran_on = (await session.execute(text("SELECT n FROM lock_wait"))).scalar()
         assert ran_on == threading.get_ident()
-    finally:
-        await db.dispose()
 
 
 async def test_r2_a_writer_whose_file_lock_stays_taken_goes_on_on_the_thread(settings, caplog):
     # Past the gate's timeout the writer goes on without the file lock, on the connection's
     # thread, where SQLite's own lock keeps writes apart (as before the lock existed).
-    if not settings.is_sqlite:
-        pytest.skip("the aiosqlite driver")
-    db = Database(settings.database_url)
-    _gate_of(db).timeout = 0.1
-    other_process = WriterFileLock(writer_lock_path(sqlite_path(settings)))
-    try:
-        async with db.write() as session:
-            await session.execute(text("CREATE TABLE lock_stuck (n INTEGER)"))
+    async with _own_database(settings, "lock_stuck") as (db, other_process):
+        _gate_of(db).timeout = 0.1
         assert other_process.acquire(timeout=0, holder="elsewhere") is True
         await asyncio.wait_for(_insert_thread_ident(db, "lock_stuck"), 5)
         other_process.release("elsewhere")
@@ -375,50 +369,38 @@ async def test_r2_a_writer_whose_file_lock_stays_taken_goes_on_on_the_thread(set
             ran_on = (await session.execute(text("SELECT n FROM lock_stuck"))).scalar()
         assert ran_on != threading.get_ident()
         assert "not free after 0.1 s" in caplog.text
-    finally:
-        await db.dispose()
 
 
 async def test_r2_a_write_that_finds_sqlite_locked_waits_on_the_thread_not_the_loop(settings):
     # A connection outside the app (here: a sqlite3 shell's BEGIN IMMEDIATE, held 0.3 s)
     # holds SQLite's write lock: the writer's BEGIN IMMEDIATE on the loop finds it at once
     # (busy timeout 0) and runs again on the connection's thread with BUSY_TIMEOUT_MS.
-    if not settings.is_sqlite:
-        pytest.skip("the aiosqlite driver")
-    db = Database(settings.database_url)
-    outside = sqlite3.connect(sqlite_path(settings), isolation_level=None)
-    try:
-        async with db.write() as session:
-            await session.execute(text("CREATE TABLE busy_write (n INTEGER)"))
-        outside.execute("BEGIN IMMEDIATE")
-        stop = asyncio.Event()
-        ticking = asyncio.create_task(_loop_ticks(stop))
-        write = asyncio.create_task(_insert_thread_ident(db, "busy_write"))
-        await asyncio.sleep(0.3)
-        assert not write.done()
-        outside.rollback()
-        await asyncio.wait_for(write, 5)
-        stop.set()
-        assert await ticking >= 10
+    async with _own_database(settings, "busy_write") as (db, _):
+        outside = sqlite3.connect(sqlite_path(settings), isolation_level=None)
+        try:
+            outside.execute("BEGIN IMMEDIATE")
+            stop = asyncio.Event()
+            ticking = asyncio.create_task(_loop_ticks(stop))
+            write = asyncio.create_task(_insert_thread_ident(db, "busy_write"))
+            await asyncio.sleep(0.3)
+            assert not write.done()
+            outside.rollback()
+            await asyncio.wait_for(write, 5)
+            stop.set()
+            assert await ticking >= 10
+        finally:
+            outside.close()
         async with db.reader() as session:
             ran_on = (await session.execute(text("SELECT n FROM busy_write"))).scalar()
         assert ran_on != threading.get_ident()
         assert _gate_of(db)._owner is None
-    finally:
-        outside.close()
-        await db.dispose()
 
 
 async def test_sqlite_a_writer_checkpoints_the_wal_on_its_thread(settings, monkeypatch, tmp_path):
     # Writers commit on the loop's thread with SQLite's automatic checkpoint off; every
     # CHECKPOINT_EVERY_ROWS changed rows a PASSIVE checkpoint runs on the connection's thread.
-    if not settings.is_sqlite:
-        pytest.skip("the aiosqlite driver")
     monkeypatch.setattr(sqlite_driver, "CHECKPOINT_EVERY_ROWS", 3)
-    db = Database(settings.database_url)
-    try:
-        async with db.write() as session:
-            await session.execute(text("CREATE TABLE wal_rows (n INTEGER)"))
+    async with _own_database(settings, "wal_rows") as (db, _):
         async with db.writer() as session:
             conn = await session.connection()
             raw = (await conn.get_raw_connection()).driver_connection._connection
@@ -440,8 +422,6 @@ async def test_sqlite_a_writer_checkpoints_the_wal_on_its_thread(settings, monke
         file_only = sqlite3.connect(copy)
         assert file_only.execute("SELECT count(*) FROM wal_rows").fetchone() == (3,)
         file_only.close()
-    finally:
-        await db.dispose()
 
 
 def test_r2_a_rollback_on_the_thread_frees_the_file_lock_and_keeps_nothing(tmp_path):
