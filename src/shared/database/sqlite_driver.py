@@ -534,26 +534,28 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         if begin == BEGIN_READ:
             self._read_changes = self._connection._connection.total_changes
         busy_ms = None
+        file_lock = gated  # the thread takes the writer file lock before a gated BEGIN
         if self.reads_on_loop or self.writes_on_loop:
             busy_ms = BUSY_TIMEOUT_MS
             conn = self._connection._conn
             try:
-                if (
-                    not many
-                    and self._thread_idle()
-                    and await self._loop_may_run(operation, begin, gated)
-                ):
-                    try:
-                        return _run(conn, operation, parameters, False, begin)
-                    except sqlite3.OperationalError as error:
-                        if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                            raise
-                        if conn.in_transaction:
-                            begin = None  # the BEGIN went through; the statement found a lock
+                if not many and self._thread_idle():
+                    if await self._loop_may_run(operation, begin, gated):
+                        try:
+                            return _run(conn, operation, parameters, False, begin)
+                        except sqlite3.OperationalError as error:
+                            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                                raise
+                            if conn.in_transaction:
+                                begin = None  # the BEGIN went through; the statement met a lock
+                    elif self.writes_on_loop and begin == BEGIN_WRITE and gated:
+                        file_lock = False  # waited the gate's timeout for it: go on without
             except BaseException:
                 self._leave_if_not_begun(gated)
                 raise
-        return await self._run_on_thread(operation, parameters, many, begin, gated, busy_ms)
+        return await self._run_on_thread(
+            operation, parameters, many, begin, gated, busy_ms, file_lock=file_lock
+        )
 
     async def _loop_may_run(self, operation: str, begin: str | None, gated: bool) -> bool:
         """Whether this statement may run on the event loop's thread (see :meth:`run`); for
@@ -592,6 +594,8 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         begin: str | None,
         gated: bool,
         busy_ms: int | None,
+        *,
+        file_lock: bool = True,
     ) -> _Outcome:
         gate = self.dbapi.write_gate
         try:
@@ -603,7 +607,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
                     parameters,
                     many,
                     begin,
-                    gate if gated else None,
+                    gate if gated and file_lock else None,
                     self,
                     busy_ms,
                 )
