@@ -56,8 +56,8 @@ its way on the other one (a cancelled request leaves its call running there).
 Write transactions of a connection marked ``writes_on_loop`` (the writer pool's) run on the
 event loop's thread as well, once their locks are free. The first statement (with its
 ``BEGIN IMMEDIATE``) goes there when the process's write gate is held and the writer file lock
-can be taken at once; while another worker holds that lock, the writer tries again every 0.2
-to 2 ms, sleeping in between, so the loop serves on. The transaction's later statements and
+is taken; while another worker holds that lock, the writer tries again every 0.2 to 2 ms,
+sleeping in between, so the loop serves on. The transaction's later statements and
 its ``COMMIT`` follow on the loop's thread: holding SQLite's write lock, they wait for no
 lock. Before, the write lock was held from the first statement on the connection's thread
 until the loop had taken that result and sent the ``COMMIT``, and under a read-heavy load that
@@ -523,11 +523,12 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
         On a ``reads_on_loop`` connection a ``SELECT`` outside a write transaction runs on
         the calling thread without waiting for any lock. On a ``writes_on_loop`` connection
-        so does a write transaction's first statement (with its ``BEGIN IMMEDIATE``) when the
-        writer file lock is free at once, and every later statement of the transaction. A
-        statement that finds the database locked, and every other statement, runs on the
-        connection's thread with ``BUSY_TIMEOUT_MS``. Elsewhere every statement runs on the
-        connection's thread.
+        so does a write transaction's first statement (with its ``BEGIN IMMEDIATE``) once the
+        writer file lock is taken on the loop (:meth:`WriteGate.lock_file_on_loop`), and every
+        later statement of the transaction. A statement that finds the database locked, and
+        every other statement, runs on the connection's thread with ``BUSY_TIMEOUT_MS``; so
+        does a first statement whose file lock stayed taken past the gate's timeout, which
+        then goes on without it. Elsewhere every statement runs on the connection's thread.
         """
         begin, gated = self._pending_begin or (None, False)
         self._pending_begin = None
