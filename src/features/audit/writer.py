@@ -8,8 +8,8 @@ and every other write of the worker (a user creating a task) waited behind them.
 transaction, every event that arrived while the previous batch was being written or in the
 ``GATHER_SECONDS`` before. That pause keeps the transactions few under a flood now that a
 write transaction takes no turn of the event loop (the writer pool's transactions run on the
-loop's thread, :mod:`shared.database.sqlite_driver`): without it, a flood of 400 refused forms was
-written in 400 transactions, one per event.
+loop's thread, :mod:`shared.database.sqlite_driver`): without it, a flood of 400 refused
+forms was written in 400 transactions, one per event.
 """
 
 from __future__ import annotations

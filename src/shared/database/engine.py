@@ -91,38 +91,34 @@ POSTGRES_POOL_SIZE = 10
 _IDLE_SINCE = "slicestar_idle_since"  # key in a pooled connection's info: last checkin time
 
 
+def _execute(dbapi_connection: Any, statements: tuple[str, ...]) -> None:
+    """Run ``statements`` (PRAGMAs) on a new DBAPI connection, in order."""
+    cursor = dbapi_connection.cursor()
+    try:
+        for statement in statements:
+            cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Driver autocommit off: SQLAlchemy's ``begin`` listener below emits BEGIN itself.
     dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        for pragma in SQLITE_PRAGMAS:
-            cursor.execute(pragma)
-    finally:
-        cursor.close()
+    _execute(dbapi_connection, SQLITE_PRAGMAS)
 
 
 def _reads_on_loop(dbapi_connection: Any, _record: Any) -> None:
     """A ``connect`` listener: this connection's reads run on the event loop's thread and
     never wait for a lock there (:mod:`shared.database.sqlite_driver`)."""
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA busy_timeout=0")
-    finally:
-        cursor.close()
+    _execute(dbapi_connection, ("PRAGMA busy_timeout=0",))
     dbapi_connection.reads_on_loop = True
 
 
 def _writes_on_loop(dbapi_connection: Any, _record: Any) -> None:
     """A ``connect`` listener: this connection's write transactions run on the event loop's
-    thread when their locks are free at once, and never wait for a lock there
-    (:mod:`shared.database.sqlite_driver`)."""
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA busy_timeout=0")
-        cursor.execute("PRAGMA wal_autocheckpoint=0")  # the driver checkpoints on the thread
-    finally:
-        cursor.close()
+    thread once their locks are free, and never wait for a lock there; it checkpoints the WAL
+    on its own thread instead of inside ``COMMIT`` (:mod:`shared.database.sqlite_driver`)."""
+    _execute(dbapi_connection, ("PRAGMA busy_timeout=0", "PRAGMA wal_autocheckpoint=0"))
     dbapi_connection.writes_on_loop = True
 
 
@@ -203,9 +199,9 @@ def build_engine(
     SELECTs outside a write transaction run on the event loop's thread with no thread hop
     and never wait for a lock there; with ``writes_on_loop`` (SQLite only; the writer pool)
     so do ``BEGIN IMMEDIATE`` transactions once their locks are free, which commit there
-    and checkpoint the WAL on the connection's thread. Pass the ``module`` of another SQLite engine to share
-    its write gate. Call this inside the app's lifespan (after any fork), never at import
-    (SECURITY.md R5).
+    and checkpoint the WAL on the connection's thread. Pass the ``module`` of another SQLite
+    engine to share its write gate. Call this inside the app's lifespan (after any fork),
+    never at import (SECURITY.md R5).
     """
     if url.startswith("sqlite"):
         # One thread hop per statement instead of four (shared.database.sqlite_driver).
